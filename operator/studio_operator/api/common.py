@@ -1,0 +1,174 @@
+"""Shared pieces of the four kinds: naming, core/v1 types we embed, and Kubernetes schema hints.
+
+The CRD generator (`api.crd`) reads the `json_schema_extra` hints below; they are how a pydantic
+model says "this list is keyed", "this map has a CEL rule" or "this is a core/v1 object".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "studios.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Label keys a studio may neither set nor remove.
+RESERVED_LABEL_PREFIX = "studios.dev/"
+MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "studio-operator"
+STUDIO_LABEL = "studios.dev/studio"
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+# `bucket` or `s3://bucket`, as allowedBuckets accepts.
+BUCKET_REF = r"^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/?$"
+S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
+
+RESERVED_KEYS_CEL = "self.all(k, !k.startsWith('studios.dev/') && k != 'app.kubernetes.io/managed-by')"
+RESERVED_KEYS_MSG = (
+    "label keys under studios.dev/ and app.kubernetes.io/managed-by are reserved for the operator"
+)
+LABEL_KEYS_CEL = "self.all(k, k.matches('" + LABEL_KEY.replace("\\", "\\\\") + "'))"
+
+
+class KubeModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields kept (the API server prunes)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def k8s(**hints: Any) -> dict[str, Any]:
+    """Schema hints for the CRD generator, e.g. k8s(listType='map', listMapKeys=['name'])."""
+    out: dict[str, Any] = {}
+    for key, value in hints.items():
+        if key == "rules":
+            out["x-kubernetes-validations"] = value
+        elif key == "preserve":
+            out["x-kubernetes-preserve-unknown-fields"] = value
+        elif key == "int_or_string":
+            out["x-kubernetes-int-or-string"] = value
+        elif key == "embedded":
+            out["x-kubernetes-embedded-resource"] = value
+        else:
+            out[f"x-kubernetes-{_kebab(key)}"] = value
+    return out
+
+
+def _kebab(name: str) -> str:
+    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
+
+
+def rule(expr: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:
+    r = {"rule": expr, "message": message}
+    if field_path:
+        r["fieldPath"] = field_path
+    if reason:
+        r["reason"] = reason
+    return r
+
+
+Quantity = str | int
+QUANTITY_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+    "x-kubernetes-int-or-string": True,
+}
+
+
+class EnvVar(KubeModel):
+    """core/v1 EnvVar: `value` or `valueFrom` (kept as given; the API server validates on the pod)."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=ENV_NAME)
+    value: str | None = Field(default=None, max_length=32768)
+    value_from: dict[str, Any] | None = Field(default=None, json_schema_extra=k8s(preserve=True))
+
+    def dump(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.value_from is not None:
+            out["valueFrom"] = self.value_from
+        else:
+            out["value"] = self.value if self.value is not None else ""
+        return out
+
+
+ENV_LIST_HINTS = k8s(
+    list_type="map",
+    list_map_keys=["name"],
+    rules=[
+        rule(
+            "self.all(e, !(has(e.value) && has(e.valueFrom)))", "an env var sets value or valueFrom, not both"
+        )
+    ],
+)
+
+
+class ResourceRequirements(KubeModel):
+    """core/v1 ResourceRequirements (limits/requests maps of quantities: cpu, memory, nvidia.com/gpu)."""
+
+    limits: dict[str, Quantity] | None = Field(
+        default=None, json_schema_extra={"additionalProperties": QUANTITY_SCHEMA, "maxProperties": 32}
+    )
+    requests: dict[str, Quantity] | None = Field(
+        default=None, json_schema_extra={"additionalProperties": QUANTITY_SCHEMA, "maxProperties": 32}
+    )
+
+
+class Toleration(KubeModel):
+    key: str | None = Field(default=None, max_length=317)
+    operator: str | None = Field(default=None, json_schema_extra={"enum": ["Exists", "Equal"]})
+    value: str | None = Field(default=None, max_length=63)
+    effect: str | None = Field(
+        default=None, json_schema_extra={"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]}
+    )
+    toleration_seconds: int | None = None
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class LocalObjectReference(KubeModel):
+    name: str = Field(min_length=1, max_length=253)
+
+
+class Condition(KubeModel):
+    """metav1.Condition."""
+
+    type: str = Field(max_length=316)
+    status: str = Field(json_schema_extra={"enum": ["True", "False", "Unknown"]})
+    reason: str = Field(default="", max_length=1024)
+    message: str = Field(default="", max_length=32768)
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+CONDITIONS_HINTS = k8s(list_type="map", list_map_keys=["type"])
+
+
+def labels_field(description: str) -> Any:
+    return Field(
+        default=None,
+        description=description,
+        json_schema_extra={
+            "maxProperties": 64,
+            "additionalProperties": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE},
+            **k8s(
+                rules=[
+                    rule(RESERVED_KEYS_CEL, RESERVED_KEYS_MSG, reason="FieldValueForbidden"),
+                    rule(LABEL_KEYS_CEL, "label keys must be valid Kubernetes label keys"),
+                ]
+            ),
+        },
+    )

@@ -1,0 +1,97 @@
+"""Effective session lifespan and deadline arithmetic (pure; all datetimes are UTC-aware)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..api.kinds import (
+    DEFAULT_LIFESPAN_HOURS,
+    MAX_LIFESPAN_HOURS,
+    MIN_LIFESPAN_HOURS,
+    Lifespan,
+    LifespanPolicy,
+)
+
+SESSION_LIFESPAN_ANNOTATION = "studios.dev/session-lifespan-hours"
+DEFAULT_WARNING = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class EffectiveLifespan:
+    hours: int | None  # None: KeepRunning, no expiry
+    source: str  # workspace | annotation | studio | default
+    locked: bool = False
+    annotation_problem: str | None = None  # why the annotation was ignored, if it was
+
+    @property
+    def keep_running(self) -> bool:
+        return self.hours is None
+
+
+def parse_hours_annotation(value: str | None) -> tuple[int | None, str | None]:
+    """(hours, problem). Whole numbers 1..120 only; anything else is reported and ignored."""
+    if value is None:
+        return None, None
+    text = value.strip()
+    if not text.isdigit():
+        return None, f"{SESSION_LIFESPAN_ANNOTATION}={value!r} is not a whole number of hours (1..120)"
+    hours = int(text)
+    if not MIN_LIFESPAN_HOURS <= hours <= MAX_LIFESPAN_HOURS:
+        return None, f"{SESSION_LIFESPAN_ANNOTATION}={value!r} is out of range (1..120 hours)"
+    return hours, None
+
+
+def _of(
+    lifespan: Lifespan, source: str, locked: bool = False, problem: str | None = None
+) -> EffectiveLifespan:
+    hours = None if lifespan.policy == LifespanPolicy.KEEP_RUNNING else lifespan.hours
+    return EffectiveLifespan(hours=hours, source=source, locked=locked, annotation_problem=problem)
+
+
+def effective_lifespan(
+    own: Lifespan | None, annotation: str | None, workspace: Lifespan | None
+) -> EffectiveLifespan:
+    """Workspace lock > session annotation > the studio's spec.lifespan > 8 hours."""
+    hours, problem = parse_hours_annotation(annotation)
+    if workspace is not None:
+        ignored = (
+            f"{SESSION_LIFESPAN_ANNOTATION} is ignored: the workspace locks the lifespan"
+            if annotation
+            else None
+        )
+        return _of(workspace, "workspace", locked=True, problem=ignored)
+    if hours is not None:
+        return EffectiveLifespan(hours=hours, source="annotation")
+    if own is not None:
+        return _of(own, "studio", problem=problem)
+    return EffectiveLifespan(hours=DEFAULT_LIFESPAN_HOURS, source="default", annotation_problem=problem)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """RFC 3339 from status; naive values are taken as UTC. None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: datetime) -> str:
+    return value.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def expires_at(started_at: datetime, lifespan: EffectiveLifespan) -> datetime | None:
+    if lifespan.hours is None:
+        return None
+    return started_at.astimezone(UTC) + timedelta(hours=lifespan.hours)
+
+
+def warning_at(expiry: datetime | None, ahead: timedelta = DEFAULT_WARNING) -> datetime | None:
+    return None if expiry is None else expiry - ahead
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

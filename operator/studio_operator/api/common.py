@@ -68,7 +68,7 @@ def k8s(**hints: Any) -> dict[str, Any]:
 
 
 def _kebab(name: str) -> str:
-    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
+    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-").replace("_", "-")
 
 
 def rule(expr: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, str]:

@@ -24,7 +24,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Image", "type": "string", "jsonPath": ".spec.template.image"},
         {"name": "Private", "type": "boolean", "jsonPath": ".spec.private"},
-        {"name": "Expires", "type": "date", "jsonPath": ".status.session.expiresAt"},
+        {"name": "Expires", "type": "string", "jsonPath": ".status.session.expiresAt"},
         {"name": "Reason", "type": "string", "jsonPath": ".status.stopReason", "priority": 1},
         {"name": "Environment", "type": "string", "jsonPath": ".spec.computeEnvironment", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -51,8 +51,8 @@ ROOT_RULES: dict[str, list[dict[str, str]]] = {
     WorkspaceSettings.kind: [
         rule(
             "self.metadata.name == 'default'",
-            "WorkspaceSettings must be named 'default' (one per namespace)",
-            field_path=".metadata.name",
+            "metadata.name: WorkspaceSettings must be named 'default' (one per namespace)",
+            reason="FieldValueInvalid",
         )
     ],
 }

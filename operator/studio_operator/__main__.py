@@ -1,0 +1,85 @@
+"""`studio-operator run [...]`: the operator process (kopf) with the project's handlers."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from datetime import timedelta
+
+import kopf
+
+from .config import OPTIONS
+
+HANDLER_MODULES = [
+    "studio_operator.handlers.lifecycle",
+    "studio_operator.handlers.watches",
+    "studio_operator.handlers.datalinks",
+    "studio_operator.handlers.admission",
+]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="studio-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+    run.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
+    run.add_argument("--liveness-port", type=int, default=8089)
+    run.add_argument("--metrics-port", type=int, default=8090, help="0 disables the metrics endpoint")
+    run.add_argument("--webhook-mode", choices=["local", "cluster", "none"], default="none")
+    run.add_argument("--webhook-port", type=int, default=9443)
+    run.add_argument("--webhook-host", help="cluster mode: the webhook Service's DNS name")
+    run.add_argument("--cert-dir", help="webhook certificates (local: generated here; cluster: mounted)")
+    run.add_argument("--peering", help="kopf peering name: enables high availability (replicas > 1)")
+    run.add_argument("--priority", type=int, default=0, help="peering priority (highest acts)")
+    run.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
+    run.add_argument("--warning-minutes", type=float, default=15.0, help="SessionExpiringSoon lead time")
+    run.add_argument("--verbose", "-v", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    OPTIONS.kubeconfig = args.kubeconfig
+    OPTIONS.namespaces = args.namespace
+    OPTIONS.liveness_port = args.liveness_port
+    OPTIONS.metrics_port = args.metrics_port
+    OPTIONS.webhook_mode = args.webhook_mode
+    OPTIONS.webhook_port = args.webhook_port
+    OPTIONS.webhook_host = args.webhook_host
+    OPTIONS.cert_dir = args.cert_dir
+    OPTIONS.peering = args.peering
+    OPTIONS.priority = args.priority
+    OPTIONS.workers = args.workers
+    OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)
+    OPTIONS.verbose = args.verbose
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.kubeconfig:
+        import os
+
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    for module in HANDLER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name != module:
+                raise
+            logging.getLogger("studio_operator").info("%s not present in this build", module)
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Operator start-up and shut-down: kopf settings, store priming, workers and the scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+
+from .. import kube, metrics
+from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE
+from ..config import OPTIONS
+from ..runtime import Scheduler, Store, WorkQueue, run_workers
+from .studios import Reconciler
+from .watches import WIRING
+
+log = logging.getLogger(__name__)
+MANAGED_SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY_VALUE}"
+
+_tasks: list[asyncio.Task[Any]] = []
+
+# What the store holds, primed by a LIST before the workers start so a restart does not re-create
+# what exists: (store kind, apiVersion, Kind, label selector).
+PRIMED = [
+    ("studios", f"{GROUP}/v1alpha1", "Studio", None),
+    ("computeenvironments", f"{GROUP}/v1alpha1", "ComputeEnvironment", None),
+    ("datalinks", f"{GROUP}/v1alpha1", "DataLink", None),
+    ("workspacesettings", f"{GROUP}/v1alpha1", "WorkspaceSettings", None),
+    ("pods", "v1", "Pod", MANAGED_SELECTOR),
+    ("services", "v1", "Service", MANAGED_SELECTOR),
+    ("persistentvolumeclaims", "v1", "PersistentVolumeClaim", MANAGED_SELECTOR),
+    ("persistentvolumes", "v1", "PersistentVolume", MANAGED_SELECTOR),
+    ("roles", "rbac.authorization.k8s.io/v1", "Role", MANAGED_SELECTOR),
+    ("rolebindings", "rbac.authorization.k8s.io/v1", "RoleBinding", None),
+    ("clusterrolebindings", "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", None),
+]
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    # Own names under studios.dev for anything kopf stores (only the DataLink handlers use them).
+    settings.persistence.finalizer = "studios.dev/kopf-finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="studios.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="studios.dev", key="last-handled-configuration"
+    )
+    # kopf posts Events for its own log lines only when they matter; the reconciler posts the rest.
+    settings.posting.level = logging.WARNING
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    for resource in ("pods", "services", "persistentvolumeclaims", "persistentvolumes"):
+        settings.watching.label_selectors[("v1", resource)] = MANAGED_SELECTOR
+    settings.watching.label_selectors[("rbac.authorization.k8s.io", "v1", "roles")] = MANAGED_SELECTOR
+    settings.peering.name = OPTIONS.peering or "studio-operator"
+    settings.peering.priority = OPTIONS.priority
+    settings.peering.mandatory = OPTIONS.peering is not None
+    settings.peering.standalone = OPTIONS.peering is None
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure(settings)
+    kube.init(OPTIONS.kubeconfig)
+    try:
+        from . import admission
+
+        await admission.on_startup(settings)  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        log.info("admission webhooks not available in this build")
+    store, queue = Store(), WorkQueue()
+    scheduler = Scheduler(queue)
+    for kind, api_version, k, selector in PRIMED:
+        try:
+            for item in await kube.list_(api_version, k, label_selector=selector):
+                store.put(kind, item)
+        except kube.ApiError as exc:
+            log.warning("could not list %s at start-up (%s); relying on the watch", kind, exc)
+    WIRING.store, WIRING.queue = store, queue
+    reconciler = Reconciler(store, queue, scheduler)
+    for key, _body in store.items("studios"):
+        queue.add(key)
+    _tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+    _tasks.append(asyncio.create_task(run_workers(queue, reconciler.reconcile, scheduler, OPTIONS.workers),
+                                      name="workers"))
+    _tasks.append(asyncio.create_task(_gauges(store, queue, scheduler), name="gauges"))
+    if OPTIONS.metrics_port:
+        metrics.serve(OPTIONS.metrics_port)
+    log.info("studio-operator started: %d studios known", store.count("studios"))
+
+
+async def _gauges(store: Store, queue: WorkQueue, scheduler: Scheduler) -> None:
+    while True:
+        counts: dict[str, int] = {}
+        for _key, body in store.items("studios"):
+            phase = (body.get("status") or {}).get("phase") or "Unknown"
+            counts[phase] = counts.get(phase, 0) + 1
+        for phase in ("Stopped", "Starting", "Running", "Stopping", "Errored", "Unknown"):
+            metrics.STUDIOS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+        stats = kube.stats()
+        metrics.API_REQUESTS.set(stats["requests"])
+        metrics.API_RETRIES.set(stats["retries"])
+        metrics.QUEUE_DEPTH.set(len(queue))
+        metrics.SCHEDULED.set(len(scheduler))
+        await asyncio.sleep(5)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: Any) -> None:
+    for task in _tasks:
+        task.cancel()
+    await asyncio.gather(*_tasks, return_exceptions=True)
+    _tasks.clear()
+
+
+@kopf.on.probe(id="queue")
+def queue_probe(**_: Any) -> int:
+    return len(WIRING.queue) if WIRING.queue is not None else -1

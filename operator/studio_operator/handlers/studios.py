@@ -1,0 +1,627 @@
+"""Studio reconciliation: level-based, from the whole object and the store, every time.
+
+Handlers elsewhere only feed the store and queue keys; `Reconciler.reconcile` decides what should
+exist for one studio (pod, service, claims, volumes, connect grant), makes it so with idempotent
+calls (deterministic names, create-or-adopt, server-side apply), and writes status only when it
+changed. Deadlines (lifespan expiry and its warning) go to the one scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import kube, metrics
+from ..api.common import API_VERSION, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
+from ..api.kinds import (
+    ComputeEnvironmentSpec,
+    DesiredState,
+    Phase,
+    StopReason,
+    StudioSpec,
+    WorkspaceSettingsSpec,
+)
+from ..config import OPTIONS
+from ..resources import lifespan as ls
+from ..resources import names
+from ..resources.conditions import carry_transition_times, condition, find
+from ..resources.context import LinkView, SessionInputs, StudioRef
+from ..resources.merge import LabelConflict, merge_labels
+from ..resources.mounts import MountPlan, plan_mounts
+from ..resources.podstate import PodState, pod_state
+from ..resources.session import (
+    APPLIED_HASH,
+    SESSION_HASH,
+    build_pod,
+    build_service,
+    build_workspace_claim,
+    environment_hash,
+)
+from ..runtime import Key, Scheduler, Store, WorkQueue
+
+try:  # the access-control module; optional until it lands
+    from .. import rbac
+except ImportError:  # pragma: no cover
+    rbac = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+RESTART_ANNOTATION = "studios.dev/restart"
+CREATED_BY_ANNOTATION = "studios.dev/created-by"
+FINALIZER = "studios.dev/volumes"
+NAMESPACE_LABEL = "studios.dev/namespace"
+DATA_LINK_LABEL = "studios.dev/data-link"
+
+
+def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
+    """Fallback used until the data-links module provides its own."""
+    try:
+        from .datalinks import link_view  # type: ignore[attr-defined]
+    except ImportError:
+        link_view = None
+    if link_view is not None:
+        result: LinkView | None = link_view(name, body)
+        return result
+    return None
+
+
+@dataclass
+class Outcome:
+    """What one reconcile decided to report."""
+
+    phase: Phase
+    reason: str
+    message: str
+    stop_reason: StopReason | None = None
+    session: dict[str, Any] | None = None
+    mounts: list[dict[str, Any]] | None = None
+    connect: dict[str, Any] | None = None
+    held: str | None = None
+    stalled: bool = False
+    ready: bool = False
+    reconciling: bool = False
+    extra_conditions: list[dict[str, Any]] = field(default_factory=list)
+    inherited_labels: list[str] | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(self, store: Store, queue: WorkQueue, scheduler: Scheduler) -> None:
+        self.store = store
+        self.queue = queue
+        self.scheduler = scheduler
+
+    # ------------------------------------------------------------------ entry point
+
+    async def reconcile(self, key: Key) -> float | None:
+        started = time.perf_counter()
+        try:
+            return await self._reconcile(key)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _reconcile(self, key: Key) -> float | None:
+        ns, name = key
+        body = self.store.get("studios", key)
+        if body is None:
+            self.scheduler.cancel(key)
+            await self._delete_volumes(ns, name)
+            return None
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp"):
+            self.scheduler.cancel(key)
+            await self._delete_volumes(ns, name)
+            await self._remove_finalizer(body)
+            return None
+        status = body.get("status") or {}
+        try:
+            spec = StudioSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = "spec." + ".".join(str(p) for p in first["loc"])
+            return await self._finish(body, self._stalled("InvalidSpec", f"{where}: {first['msg']}; fix the studio's spec"))
+
+        annotations = meta.get("annotations") or {}
+        restart = annotations.get(RESTART_ANNOTATION, "")
+        held = status.get("heldRestart")
+        want_running = spec.state == DesiredState.RUNNING
+        if not want_running or (held is not None and held != restart):
+            held = None  # a new start request (state toggled or restart annotation changed)
+        pod = self.store.get("pods", (ns, names.pod_name(name, meta["uid"])))
+
+        if not want_running or held is not None:
+            outcome = await self._stop(body, pod, held)
+        else:
+            outcome = await self._run(body, spec, pod)
+        return await self._finish(body, outcome)
+
+    # ------------------------------------------------------------------ stopping
+
+    async def _stop(self, body: dict[str, Any], pod: dict[str, Any] | None, held: str | None) -> Outcome:
+        meta = body["metadata"]
+        status = body.get("status") or {}
+        previous_reason = status.get("stopReason")
+        if held is not None:
+            reason = StopReason(previous_reason) if previous_reason in (
+                StopReason.LIFESPAN_EXPIRED, StopReason.FAILED) else StopReason.FAILED
+        elif status.get("session") or pod is not None or previous_reason not in (None, StopReason.NEVER_STARTED):
+            reason = StopReason.USER_REQUESTED
+        else:
+            reason = StopReason.NEVER_STARTED
+        keep_failed_pod = held is not None and pod is not None and pod_state(pod).kind == "ended"
+        stopping = False
+        if pod is not None and not keep_failed_pod:
+            stopping = True
+            if not pod["metadata"].get("deletionTimestamp"):
+                await kube.delete("v1", "Pod", meta["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"])
+        await self._end_session_objects(body)
+        if status.get("session"):
+            await self._remove_session_annotation(body)
+        self.scheduler.cancel((meta["namespace"], meta["name"]))
+        messages = {
+            StopReason.NEVER_STARTED: "added without starting; set spec.state to Running to start a session",
+            StopReason.USER_REQUESTED: "stopped; set spec.state to Running to start a new session",
+            StopReason.LIFESPAN_EXPIRED: (
+                "the session reached the end of its lifespan; toggle spec.state or set the "
+                "studios.dev/restart annotation to start a new one"
+            ),
+            StopReason.FAILED: (
+                status.get("message") or "the session ended on its own; toggle spec.state or set the "
+                "studios.dev/restart annotation to start a new one"
+            ),
+        }
+        phase = Phase.STOPPING if stopping else (Phase.ERRORED if reason == StopReason.FAILED else Phase.STOPPED)
+        outcome = Outcome(
+            phase=phase,
+            reason="SessionStopping" if stopping else {
+                StopReason.NEVER_STARTED: "NeverStarted", StopReason.USER_REQUESTED: "SessionStopped",
+                StopReason.LIFESPAN_EXPIRED: "LifespanExpired", StopReason.FAILED: "SessionFailed",
+            }[reason],
+            message="the session pod is being deleted" if stopping else messages[reason],
+            stop_reason=reason,
+            held=held,
+            ready=not stopping and held is None,
+            reconciling=stopping,
+            stalled=False,
+        )
+        if phase == Phase.STOPPED and status.get("phase") not in (Phase.STOPPED, None) and reason == StopReason.USER_REQUESTED:
+            outcome.events.append(("Normal", "SessionStopped", "the session ended at the user's request"))
+        return outcome
+
+    async def _end_session_objects(self, body: dict[str, Any]) -> None:
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        for kind, obj_name in (
+            ("Service", names.service_name(name)),
+        ):
+            if self.store.get(kind.lower() + "s", (ns, obj_name)) is not None:
+                await kube.delete("v1", kind, ns, obj_name)
+        role = names.connect_role_name(name)
+        if self.store.get("roles", (ns, role)) is not None:
+            await kube.delete("rbac.authorization.k8s.io/v1", "Role", ns, role)
+        if self.store.get("rolebindings", (ns, role)) is not None:
+            await kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ns, role)
+
+    async def _remove_session_annotation(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        if ls.SESSION_LIFESPAN_ANNOTATION in (meta.get("annotations") or {}):
+            await kube.merge_patch(
+                API_VERSION, "Studio", meta["namespace"], meta["name"],
+                {"metadata": {"annotations": {ls.SESSION_LIFESPAN_ANNOTATION: None}}},
+            )
+
+    # ------------------------------------------------------------------ running
+
+    def _workspace_lifespan(self, ns: str) -> Any:
+        ws = self.store.get("workspacesettings", (ns, "default"))
+        if ws is None:
+            return None
+        try:
+            return WorkspaceSettingsSpec.model_validate(ws.get("spec") or {}).studio_lifespan
+        except ValidationError:
+            return None
+
+    def _inputs(self, body: dict[str, Any], spec: StudioSpec) -> tuple[SessionInputs | None, Outcome | None]:
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        env_body = self.store.get("computeenvironments", (ns, spec.compute_environment))
+        if env_body is None:
+            return None, self._stalled(
+                "EnvironmentNotFound",
+                f"ComputeEnvironment {spec.compute_environment!r} does not exist in namespace {ns!r}: "
+                "create it or set spec.computeEnvironment to an existing one",
+            )
+        try:
+            env = ComputeEnvironmentSpec.model_validate(env_body.get("spec") or {})
+        except ValidationError as exc:
+            return None, self._stalled("EnvironmentInvalid", f"ComputeEnvironment {spec.compute_environment!r}: {exc}")
+        try:
+            labels = merge_labels(env.resource_labels, spec.resource_labels, spec.remove_resource_labels, name)
+        except LabelConflict as exc:
+            return None, self._stalled("LabelConflict", f"{exc}; remove them from spec.resourceLabels/removeResourceLabels")
+        links: dict[str, LinkView] = {}
+        for mount in spec.mounts or []:
+            link_body = self.store.get("datalinks", (ns, mount.data_link))
+            if link_body is None:
+                return None, self._stalled(
+                    "DataLinkNotFound",
+                    f"DataLink {mount.data_link!r} does not exist in namespace {ns!r}: create it or remove "
+                    "it from spec.mounts",
+                )
+            view = link_view_from(mount.data_link, link_body)
+            if view is None or not view.ready:
+                why = f" ({view.reason}: {view.message})" if view is not None and view.reason else ""
+                return None, self._stalled(
+                    "DataLinkNotReady",
+                    f"DataLink {mount.data_link!r} is not Ready{why}: fix the link (bucket, region, "
+                    "credentials) and the studio starts by itself",
+                )
+            links[mount.data_link] = view
+        ref = StudioRef(name=name, namespace=ns, uid=meta["uid"], generation=meta.get("generation", 1),
+                        annotations=dict(meta.get("annotations") or {}))
+        inputs = SessionInputs(
+            studio=ref, spec=spec, environment_name=spec.compute_environment, environment=env,
+            labels=labels, links=links, creator=(meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION),
+        )
+        return inputs, None
+
+    async def _run(self, body: dict[str, Any], spec: StudioSpec, pod: dict[str, Any] | None) -> Outcome:
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        status = body.get("status") or {}
+        annotations = meta.get("annotations") or {}
+        events: list[tuple[str, str, str]] = []
+
+        if pod is not None and pod["metadata"].get("deletionTimestamp"):
+            return Outcome(Phase.STARTING, "WaitingForPreviousSession",
+                           "waiting for the previous session pod to terminate", reconciling=True)
+        if pod is not None and pod_state(pod).kind == "ended" and not status.get("session"):
+            # A pod kept from a session that ended on its own; a new start request replaces it.
+            await kube.delete("v1", "Pod", ns, pod["metadata"]["name"], uid=pod["metadata"]["uid"])
+            return Outcome(Phase.STARTING, "ReplacingPreviousSession",
+                           "removing the previous session's pod before starting", reconciling=True)
+
+        inputs, problem = self._inputs(body, spec)
+        lock = self._workspace_lifespan(ns)
+        eff = ls.effective_lifespan(spec.lifespan, annotations.get(ls.SESSION_LIFESPAN_ANNOTATION), lock)
+        plan = MountPlan()
+        if inputs is not None:
+            try:
+                plan = plan_mounts(inputs)
+            except (NotImplementedError, ValueError) as exc:
+                inputs, problem = None, self._stalled("MountsInvalid", f"{exc}")
+
+        session = dict(status.get("session") or {})
+        if pod is None:
+            if problem is not None or inputs is None:
+                assert problem is not None
+                return problem
+            pod = await self._start_session(body, inputs, plan)
+            session = {
+                "podName": pod["metadata"]["name"],
+                "startedAt": ls.format_time(ls.now()),
+                "environmentHash": pod["metadata"].get("annotations", {}).get(SESSION_HASH),
+            }
+            events.append(("Normal", "SessionStarting", f"session pod {pod['metadata']['name']} created"))
+            events.extend(plan.events)
+        elif session.get("podName") != pod["metadata"]["name"] or not ls.parse_time(session.get("startedAt")):
+            # Adopted after a crash (or the status was lost): the pod's creation is the start.
+            session = {
+                "podName": pod["metadata"]["name"],
+                "startedAt": pod["metadata"].get("creationTimestamp") or ls.format_time(ls.now()),
+                "environmentHash": (pod["metadata"].get("annotations") or {}).get(SESSION_HASH),
+            }
+
+        started_at = ls.parse_time(session.get("startedAt")) or ls.now()
+        expiry = ls.expires_at(started_at, eff)
+        session["lifespanHours"] = eff.hours
+        session["lifespanSource"] = eff.source
+        session["expiresAt"] = ls.format_time(expiry) if expiry else None
+        now = ls.now()
+        key = (ns, name)
+
+        extra: list[dict[str, Any]] = []
+        gen = meta.get("generation", 1)
+        if eff.locked:
+            extra.append(condition("LifespanLocked", True, "WorkspaceLock",
+                                   f"the workspace sets every studio's lifespan to "
+                                   f"{'keep running' if eff.hours is None else f'{eff.hours} hours'}; "
+                                   "spec.lifespan and the session annotation are ignored", gen))
+        if eff.annotation_problem:
+            extra.append(condition("LifespanAnnotationIgnored", True, "InvalidAnnotation", eff.annotation_problem, gen))
+            if not find(status.get("conditions"), "LifespanAnnotationIgnored"):
+                events.append(("Warning", "InvalidLifespanAnnotation", eff.annotation_problem))
+
+        if expiry is not None and now >= expiry:
+            return await self._expire(body, pod, session)
+
+        state = pod_state(pod)
+        if state.kind == "ended":
+            return await self._ended_on_its_own(body, pod, state)
+
+        # Objects the session needs while it runs (re-created if someone deleted them).
+        labels = dict(pod["metadata"].get("labels") or {})
+        await self._ensure_service(body, spec, pod, inputs)
+        connect_extra = await self._ensure_grant(body, spec, pod, labels)
+        extra.extend(connect_extra)
+
+        # Warning ahead of expiry, then the expiry itself, through the one scheduler.
+        warn_at = ls.warning_at(expiry, OPTIONS.warning_ahead)
+        if expiry is not None and warn_at is not None:
+            if now >= warn_at:
+                extra.append(condition("ExpiringSoon", True, "SessionExpiringSoon",
+                                       f"the session stops at {session['expiresAt']}; extend it with "
+                                       f"kubectl studio extend {name} HOURS", gen))
+                if not find(status.get("conditions"), "ExpiringSoon") or (
+                        (status.get("session") or {}).get("expiresAt") != session["expiresAt"]):
+                    events.append(("Normal", "SessionExpiringSoon", f"the session stops at {session['expiresAt']}"))
+                self.scheduler.at(key, expiry.timestamp())
+            else:
+                self.scheduler.at(key, warn_at.timestamp())
+        else:
+            self.scheduler.cancel(key)
+
+        pod_hash = (pod["metadata"].get("annotations") or {}).get(SESSION_HASH)
+        if inputs is not None and pod_hash and pod_hash != environment_hash(inputs):
+            extra.append(condition("RestartRequired", True, "EnvironmentChanged",
+                                   f"ComputeEnvironment {spec.compute_environment!r} changed since this session "
+                                   "started; stop and start the studio to apply it", gen))
+        if inputs is None and problem is not None:
+            extra.append(condition("EnvironmentAvailable", False, problem.reason,
+                                   f"{problem.message} (the running session is not affected)", gen))
+
+        outcome = self._phase_from(state, body)
+        outcome.session = session
+        outcome.mounts = [m.dump() for m in plan.statuses] if plan.statuses else (
+            (body.get("status") or {}).get("mounts"))
+        outcome.connect = {
+            "service": names.service_name(name),
+            "port": spec.template.port,
+            "command": f"kubectl studio connect {name} -n {ns}",
+        }
+        outcome.inherited_labels = inputs.labels.inherited if inputs is not None else status.get("inheritedLabels")
+        outcome.extra_conditions = extra
+        outcome.events = events + outcome.events
+        return outcome
+
+    def _phase_from(self, state: PodState, body: dict[str, Any]) -> Outcome:
+        if state.kind == "running":
+            out = Outcome(Phase.RUNNING, "SessionRunning", "the session is running", ready=True)
+            if (body.get("status") or {}).get("phase") != Phase.RUNNING:
+                out.events.append(("Normal", "SessionRunning", "the session is running"))
+            return out
+        if state.kind == "errored":
+            out = Outcome(Phase.ERRORED, state.reason, state.message, stalled=True)
+            conds = (body.get("status") or {}).get("conditions")
+            stalled = find(conds, "Stalled")
+            if not stalled or stalled.get("reason") != state.reason:
+                out.events.append(("Warning", state.reason, state.message))
+            return out
+        return Outcome(Phase.STARTING, state.reason, state.message, reconciling=True)
+
+    async def _start_session(self, body: dict[str, Any], inputs: SessionInputs, plan: MountPlan) -> dict[str, Any]:
+        meta = body["metadata"]
+        if plan.persistent_volumes and FINALIZER not in (meta.get("finalizers") or []):
+            patched = await kube.json_patch(API_VERSION, "Studio", meta["namespace"], meta["name"], [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+                {"op": "add", "path": "/metadata/finalizers/-" if meta.get("finalizers") else "/metadata/finalizers",
+                 "value": FINALIZER if meta.get("finalizers") else [FINALIZER]},
+            ])
+            self.store.put("studios", patched)
+        for pv in plan.persistent_volumes:
+            await self._apply_if_changed("persistentvolumes", pv)
+        for claim in plan.claims:
+            await self._apply_if_changed("persistentvolumeclaims", claim)
+        workspace = build_workspace_claim(inputs)
+        if workspace is not None:
+            existing = self.store.get("persistentvolumeclaims", (meta["namespace"], workspace["metadata"]["name"]))
+            if existing is None:  # kept across sessions; never resized or replaced behind the user's back
+                await self._create_or_adopt("persistentvolumeclaims", workspace)
+        await self._apply_if_changed("services", build_service(inputs))
+        pod = await self._create_or_adopt("pods", build_pod(inputs, plan))
+        metrics.SESSIONS_STARTED.inc()
+        return pod
+
+    async def _create_or_adopt(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        try:
+            created = await kube.create(obj)
+        except kube.ApiError as exc:
+            if exc.status != 409:
+                raise
+            found = await kube.get(obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            if found is None:
+                raise
+            created = found
+        created.setdefault("apiVersion", obj["apiVersion"])
+        created.setdefault("kind", obj["kind"])
+        self.store.put(kind, created)
+        return created
+
+    async def _apply_if_changed(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        current = self.store.get(kind, (meta.get("namespace") or "", meta["name"]))
+        wanted = (meta.get("annotations") or {}).get(APPLIED_HASH)
+        if current is not None and wanted and (current["metadata"].get("annotations") or {}).get(APPLIED_HASH) == wanted:
+            return
+        applied = await kube.apply(obj)
+        self.store.put(kind, applied)
+
+    async def _ensure_service(self, body: dict[str, Any], spec: StudioSpec, pod: dict[str, Any],
+                              inputs: SessionInputs | None) -> None:
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        if self.store.get("services", (ns, names.service_name(name))) is not None or inputs is None:
+            return
+        await self._apply_if_changed("services", build_service(inputs))
+
+    async def _ensure_grant(self, body: dict[str, Any], spec: StudioSpec, pod: dict[str, Any],
+                            labels: dict[str, str]) -> list[dict[str, Any]]:
+        if rbac is None:
+            return []
+        meta = body["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        gen = meta.get("generation", 1)
+        creator = (meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION)
+        subjects = rbac.connect_subjects(
+            ns,
+            private=spec.private,
+            creator=creator,
+            rolebindings=[b for _, b in self.store.items("rolebindings", ns)],
+            clusterrolebindings=[b for _, b in self.store.items("clusterrolebindings", "")],
+        )
+        owner = StudioRef(name=name, namespace=ns, uid=meta["uid"]).owner_reference()
+        role = rbac.connect_role(name, ns, pod["metadata"]["name"], names.service_name(name), labels, owner)
+        await self._apply_if_changed("roles", _hashed(role))
+        binding = rbac.connect_binding(name, ns, subjects, labels, owner) if subjects else None
+        role_name = names.connect_role_name(name)
+        if binding is None:
+            if self.store.get("rolebindings", (ns, role_name)) is not None:
+                await kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ns, role_name)
+        else:
+            await self._apply_if_changed("rolebindings", _hashed(binding))
+        conditions = []
+        if spec.private and not creator:
+            conditions.append(condition("ConnectGranted", False, "CreatorUnknown",
+                                        "private studio without a recorded creator: nobody may connect "
+                                        "(recreate it through the API server with the webhook enabled)", gen))
+        return conditions
+
+    # ------------------------------------------------------------------ sessions ending
+
+    async def _expire(self, body: dict[str, Any], pod: dict[str, Any], session: dict[str, Any]) -> Outcome:
+        meta = body["metadata"]
+        restart = (meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
+        # Record the end first: a crash after this line can neither lose nor repeat the expiry.
+        outcome = Outcome(
+            Phase.STOPPING, "LifespanExpired",
+            f"the session reached the end of its lifespan ({session.get('lifespanHours')} hours)",
+            stop_reason=StopReason.LIFESPAN_EXPIRED, held=restart, reconciling=True,
+        )
+        outcome.events.append(("Normal", "SessionExpired",
+                               f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}"))
+        await self._write_status(body, outcome)
+        metrics.EXPIRIES.inc()
+        await kube.delete("v1", "Pod", meta["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"])
+        await self._end_session_objects(body)
+        await self._remove_session_annotation(body)
+        self.scheduler.cancel((meta["namespace"], meta["name"]))
+        outcome.events = []
+        return outcome
+
+    async def _ended_on_its_own(self, body: dict[str, Any], pod: dict[str, Any], state: PodState) -> Outcome:
+        meta = body["metadata"]
+        restart = (meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
+        await self._end_session_objects(body)
+        await self._remove_session_annotation(body)
+        self.scheduler.cancel((meta["namespace"], meta["name"]))
+        outcome = Outcome(
+            Phase.ERRORED, "SessionFailed",
+            f"{state.message}; the pod {pod['metadata']['name']} is kept for `kubectl logs` until the next start",
+            stop_reason=StopReason.FAILED, held=restart,
+        )
+        outcome.events.append(("Warning", "SessionFailed", outcome.message))
+        return outcome
+
+    # ------------------------------------------------------------------ status
+
+    def _stalled(self, reason: str, message: str) -> Outcome:
+        return Outcome(Phase.STOPPED, reason, message, stalled=True)
+
+    def _status_for(self, body: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+        meta = body["metadata"]
+        gen = meta.get("generation", 1)
+        old = body.get("status") or {}
+        conditions = [
+            condition("Ready", outcome.ready, outcome.reason, outcome.message, gen),
+            condition("Reconciling", outcome.reconciling, outcome.reason if outcome.reconciling else "Reconciled",
+                      outcome.message if outcome.reconciling else "", gen),
+            condition("Stalled", outcome.stalled, outcome.reason if outcome.stalled else "NotStalled",
+                      outcome.message if outcome.stalled else "", gen),
+            *outcome.extra_conditions,
+        ]
+        return {
+            "observedGeneration": gen,
+            "phase": outcome.phase.value,
+            "stopReason": outcome.stop_reason.value if outcome.stop_reason else None,
+            "message": outcome.message,
+            "conditions": carry_transition_times(conditions, old.get("conditions"), ls.format_time(ls.now())),
+            "session": outcome.session,
+            "mounts": outcome.mounts,
+            "connect": outcome.connect,
+            "inheritedLabels": outcome.inherited_labels,
+            "heldRestart": outcome.held,
+        }
+
+    async def _write_status(self, body: dict[str, Any], outcome: Outcome) -> None:
+        meta = body["metadata"]
+        new = self._status_for(body, outcome)
+        old = body.get("status") or {}
+        if _same_status(old, new):
+            return
+        # Merge patch: explicit nulls clear fields that no longer apply.
+        patched = await kube.patch_status("Studio", meta["namespace"], meta["name"], new)
+        self.store.put("studios", patched)
+        for type_, reason, message in outcome.events:
+            await kube.post_event(body, type_, reason, message)
+        stalled_before = find(old.get("conditions"), "Stalled")
+        if outcome.stalled and outcome.phase == Phase.STOPPED and (
+                not stalled_before or stalled_before.get("status") != "True" or stalled_before.get("reason") != outcome.reason):
+            await kube.post_event(body, "Warning", outcome.reason, outcome.message)
+
+    async def _finish(self, body: dict[str, Any], outcome: Outcome) -> float | None:
+        await self._write_status(body, outcome)
+        return None
+
+    # ------------------------------------------------------------------ clean-up
+
+    async def _delete_volumes(self, ns: str, name: str) -> None:
+        """PVs are cluster-scoped: owner references cannot remove them, so the operator does."""
+        for (_, pv_name), pv in list(self.store.items("persistentvolumes", "")):
+            labels = pv["metadata"].get("labels") or {}
+            if labels.get(STUDIO_LABEL) == name and labels.get(NAMESPACE_LABEL) == ns:
+                await kube.delete("v1", "PersistentVolume", None, pv_name)
+
+    async def _remove_finalizer(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        finalizers = meta.get("finalizers") or []
+        if FINALIZER not in finalizers:
+            return
+        index = finalizers.index(FINALIZER)
+        try:
+            await kube.json_patch(API_VERSION, "Studio", meta["namespace"], meta["name"], [
+                {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
+                {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+            ])
+        except kube.ApiError as exc:
+            if exc.status not in (404, 422):
+                raise
+
+
+def _hashed(obj: dict[str, Any]) -> dict[str, Any]:
+    from ..resources.session import with_applied_hash
+
+    return with_applied_hash(obj)
+
+
+def _same_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    for key, value in new.items():
+        if key == "conditions":
+            if _strip_times(old.get("conditions")) != _strip_times(value):
+                return False
+        elif old.get(key) != value:
+            return False
+    return True
+
+
+def _strip_times(conditions: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions or []]
+
+
+def _unused(_: datetime) -> None:  # keeps the datetime import for type readers
+    return None
+
+
+__all__ = ["MANAGED_BY_KEY", "MANAGED_BY_VALUE", "Reconciler"]

@@ -1,0 +1,410 @@
+"""Helpers shared by the tests that talk to a real API server (see tests/integration/conftest.py).
+
+Import as ``import kube_helpers`` / ``from kube_helpers import wait_for`` (tests/ is on sys.path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3 import HTTPHeaderDict
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_DIR = ROOT / ".cluster"
+LOCAL_KUBECONFIG = CLUSTER_DIR / "kubeconfig"
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------
+# polling
+
+
+def wait_for(
+    predicate: Callable[[], T],
+    timeout: float = 60,
+    interval: float = 0.2,
+    message: str | Callable[[], str] = "",
+    ignore: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call ``predicate`` until it returns something truthy and return that value.
+
+    Exceptions listed in ``ignore`` count as "not yet" (e.g. ``ApiException`` while an object does
+    not exist). On timeout raises AssertionError with ``message`` and the last observed value.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except ignore as e:
+            last = e
+        else:
+            if last:
+                return cast(T, last)
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            what = text or getattr(predicate, "__name__", "condition")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last observed: {last!r}")
+        time.sleep(interval)
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (free when checked; bind them soon)."""
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    """(status, body) of a plain HTTP GET without proxies; status 0 if unreachable."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, str(e)
+
+
+# --------------------------------------------------------------------------------------------
+# API clients
+
+
+def load_configuration(kubeconfig: Path | str) -> client.Configuration:
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    return cfg
+
+
+def impersonating_client(kubeconfig: Path | str, user: str, groups: Iterable[str] = ()) -> client.ApiClient:
+    """An ApiClient that sends ``Impersonate-User`` and one ``Impersonate-Group`` header per group.
+
+    ApiClient.default_headers is a plain dict (one value per header), so the groups are added
+    as repeated headers by wrapping the client's urllib3 pool manager.
+    """
+    api = client.ApiClient(load_configuration(kubeconfig))
+    api.set_default_header("Impersonate-User", user)
+    group_list = list(groups)
+    if group_list:
+        pool = api.rest_client.pool_manager
+        original = pool.request
+
+        def request(method: str, url: str, **kwargs: Any) -> Any:
+            merged = HTTPHeaderDict(kwargs.pop("headers", None) or {})
+            merged.discard("Impersonate-Group")
+            for group in group_list:
+                merged.add("Impersonate-Group", group)
+            return original(method, url, headers=merged, **kwargs)
+
+        setattr(pool, "request", request)  # noqa: B010 - instance attribute shadows the method
+    return api
+
+
+def token_client(kubeconfig: Path | str, token: str) -> client.ApiClient:
+    """An ApiClient for the kubeconfig's server and CA that authenticates with a bearer token."""
+    cfg = load_configuration(kubeconfig)
+    cfg.cert_file = None
+    cfg.key_file = None
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    cfg.api_key_prefix = {}
+    return client.ApiClient(cfg)
+
+
+def kubectl_binary() -> str | None:
+    local = CLUSTER_DIR / "bin" / "kubectl"
+    if os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which("kubectl")
+
+
+@dataclass
+class Cluster:
+    """The API server the tests run against (from the ``cluster`` fixture)."""
+
+    kubeconfig: Path
+    api_client: client.ApiClient
+    local: bool  # True: the loopback control plane of hack/cluster.py
+    info: dict[str, Any] = field(default_factory=dict)  # .cluster/cluster.json when local
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client)
+
+    def api(self, cls: Callable[[client.ApiClient], T]) -> T:
+        """Any generated API class for the admin, e.g. ``cluster.api(client.AppsV1Api)``."""
+        return cls(self.api_client)
+
+    @property
+    def token_user(self) -> str | None:
+        """An unprivileged user (no groups, no RBAC) with a static token; local cluster only."""
+        user = self.info.get("token_user") or {}
+        return user.get("name")
+
+    @property
+    def token(self) -> str | None:
+        user = self.info.get("token_user") or {}
+        return user.get("token")
+
+    @property
+    def kwok_node(self) -> str | None:
+        """Name of the fake node managed by kwok, or None when kwok is not running."""
+        node = self.info.get("kwok_node")
+        return str(node) if node else None
+
+    def new_admin_client(self) -> client.ApiClient:
+        return client.ApiClient(load_configuration(self.kubeconfig))
+
+    def impersonate(self, user: str, groups: Iterable[str] = ()) -> client.ApiClient:
+        return impersonating_client(self.kubeconfig, user, groups)
+
+    def token_client(self, token: str) -> client.ApiClient:
+        return token_client(self.kubeconfig, token)
+
+    def kubectl(
+        self,
+        *args: str,
+        as_user: str | None = None,
+        as_groups: Sequence[str] = (),
+        check: bool = True,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl with this cluster's kubeconfig (text mode); impersonates with as_user/as_groups."""
+        binary = kubectl_binary()
+        if binary is None:
+            raise FileNotFoundError("kubectl not found in .cluster/bin/ or on PATH")
+        argv = [binary, f"--kubeconfig={self.kubeconfig}"]
+        if as_user is not None:
+            argv.append(f"--as={as_user}")
+        argv += [f"--as-group={g}" for g in as_groups]
+        argv += list(args)
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv[1:])} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+
+def apply_crds(cluster: Cluster, directory: Path, timeout: float = 60) -> list[str]:
+    """Server-side apply every CustomResourceDefinition in directory/*.yaml; wait until Established."""
+    ext = client.ApiextensionsV1Api(cluster.api_client)
+    names: list[str] = []
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]) if directory.is_dir() else []
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            if doc.get("kind") != "CustomResourceDefinition":
+                raise ValueError(
+                    f"{path}: only CustomResourceDefinitions belong in crds/, got {doc.get('kind')}"
+                )
+            name = doc["metadata"]["name"]
+            try:
+                ext.patch_custom_resource_definition(
+                    name,
+                    doc,
+                    field_manager="studio-tests",
+                    force=True,
+                    _content_type="application/apply-patch+yaml",
+                )
+            except ApiException as e:
+                raise AssertionError(
+                    f"applying {path.relative_to(ROOT)} ({name}): {e.status} {e.body}"
+                ) from e
+            names.append(name)
+
+    def established(name: str) -> bool:
+        crd = ext.read_custom_resource_definition(name)
+        conditions = (crd.status.conditions if crd.status else None) or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    for name in names:
+        wait_for(functools.partial(established, name), timeout=timeout, message=f"CRD {name} Established")
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# the operator as a real process
+
+_log_numbers = itertools.count(1)
+
+
+class OperatorProcess:
+    """``python -m studio_operator run --webhook-mode=local`` as a subprocess with its own ports.
+
+    The ports are chosen once, so a restarted process serves the same webhook URL.
+    """
+
+    def __init__(
+        self,
+        kubeconfig: Path | str,
+        *,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+        startup_timeout: float = 60,
+    ) -> None:
+        self.kubeconfig = Path(kubeconfig)
+        self.extra_args = list(args)
+        self.extra_env = dict(env or {})
+        self.liveness_port, self.metrics_port, self.webhook_port = free_ports(3)
+        logs = CLUSTER_DIR / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path or logs / f"operator-test-{next(_log_numbers)}.log"
+        self.log_path.write_text("")
+        self.startup_timeout = startup_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._log_offset = 0
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "studio_operator",
+            "run",
+            "--webhook-mode=local",
+            f"--liveness-port={self.liveness_port}",
+            f"--metrics-port={self.metrics_port}",
+            f"--webhook-port={self.webhook_port}",
+            *self.extra_args,
+        ]
+
+    @property
+    def liveness_url(self) -> str:
+        return f"http://127.0.0.1:{self.liveness_port}/healthz"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.poll() if self.process is not None else None
+
+    def healthy(self) -> bool:
+        return self.running and http_get(self.liveness_url)[0] == 200
+
+    def start(self, timeout: float | None = None) -> None:
+        """Start the process (no-op while running) and wait until its liveness endpoint answers 200."""
+        if self.running:
+            return
+        self.starts += 1
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.extra_env}
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as out:
+            out.write(f"=== start #{self.starts}: {' '.join(self.argv)}\n".encode())
+            out.flush()
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_healthy(timeout if timeout is not None else self.startup_timeout)
+
+    def wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running:
+                raise AssertionError(
+                    f"operator exited with {self.returncode} during startup; log {self.log_path}:\n"
+                    + self.log_tail()
+                )
+            status, _ = http_get(self.liveness_url)
+            if status == 200:
+                return
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"operator liveness {self.liveness_url} not 200 after {timeout:g}s (last {status}); "
+                    f"log {self.log_path}:\n" + self.log_tail()
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """SIGTERM, wait up to timeout, then SIGKILL. Returns the exit code (None if never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (no cleanup in the operator)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self, timeout: float | None = None) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def log_text(self) -> str:
+        """The whole log of this object (all starts)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_since_start(self) -> str:
+        """The log written since the latest start()."""
+        try:
+            return self.log_path.read_bytes()[self._log_offset :].decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def __repr__(self) -> str:
+        return f"<OperatorProcess pid={self.pid} running={self.running} liveness={self.liveness_port}>"

@@ -649,7 +649,9 @@ def start_cluster() -> None:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
-            "--disable-admission-plugins=ServiceAccount",
+            # TaintNodesByCondition would give new nodes a not-ready taint that only the (disabled)
+            # node-lifecycle-controller removes
+            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
         ],
     )
     wait_until(

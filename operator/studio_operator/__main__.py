@@ -16,7 +16,6 @@ HANDLER_MODULES = [
     "studio_operator.handlers.lifecycle",
     "studio_operator.handlers.watches",
     "studio_operator.handlers.datalinks",
-    "studio_operator.handlers.admission",
 ]
 
 
@@ -70,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
             if exc.name != module:
                 raise
             logging.getLogger("studio_operator").info("%s not present in this build", module)
+    if args.webhook_mode != "none":
+        # Registered before kopf starts so its managed webhook configuration lists them.
+        from .handlers import admission
+
+        admission.register_handlers()
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,

@@ -46,7 +46,13 @@ PLURALS: dict[str, str] = {
     "SubjectAccessReview": "subjectaccessreviews",
     "SelfSubjectReview": "selfsubjectreviews",
 }
-CLUSTER_SCOPED = {"PersistentVolume", "ClusterRole", "ClusterRoleBinding", "SubjectAccessReview", "SelfSubjectReview"}
+CLUSTER_SCOPED = {
+    "PersistentVolume",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "SubjectAccessReview",
+    "SelfSubjectReview",
+}
 
 
 class ApiError(Exception):
@@ -102,8 +108,13 @@ def stats() -> dict[str, int]:
     return {"requests": _state.requests, "retries": _state.retries}
 
 
-def path_for(api_version: str, kind: str, namespace: str | None = None, name: str | None = None,
-             subresource: str | None = None) -> str:
+def path_for(
+    api_version: str,
+    kind: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     parts = [base]
     if namespace and kind not in CLUSTER_SCOPED:
@@ -120,10 +131,17 @@ def _call(method: str, path: str, body: Any, query: list[tuple[str, str]], conte
     api = client()
     headers = {"Accept": "application/json", "Content-Type": content_type}
     method_, url, headers_, body_, _ = api.param_serialize(
-        method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"],
+        method,
+        path,
+        query_params=query,
+        header_params=headers,
+        body=body,
+        auth_settings=["BearerToken"],
     )
     try:
-        resp = api.call_api(method_, url, header_params=headers_, body=body_, _request_timeout=REQUEST_TIMEOUT)
+        resp = api.call_api(
+            method_, url, header_params=headers_, body=body_, _request_timeout=REQUEST_TIMEOUT
+        )
         data = resp.read()
         status = resp.status
     except ApiException as exc:
@@ -137,8 +155,15 @@ def _call(method: str, path: str, body: Any, query: list[tuple[str, str]], conte
     return json.loads(data) if data else {}
 
 
-async def request(method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
-                  content_type: str = "application/json", retries: int = 3) -> Any:
+async def request(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    query: dict[str, str] | None = None,
+    content_type: str = "application/json",
+    retries: int = 3,
+) -> Any:
     """One API call off the event loop; retries transient failures (429, 5xx, connection)."""
     if _state.pool is None:
         init()
@@ -176,8 +201,9 @@ async def get(api_version: str, kind: str, namespace: str | None, name: str) -> 
         raise
 
 
-async def list_(api_version: str, kind: str, namespace: str | None = None, *,
-                label_selector: str | None = None) -> list[dict[str, Any]]:
+async def list_(
+    api_version: str, kind: str, namespace: str | None = None, *, label_selector: str | None = None
+) -> list[dict[str, Any]]:
     query = {"labelSelector": label_selector} if label_selector else {}
     result = await request("GET", path_for(api_version, kind, namespace), query=query)
     items: list[dict[str, Any]] = result.get("items", [])
@@ -197,15 +223,24 @@ async def apply(obj: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply with the operator's one field manager (fields it stops sending go away)."""
     api_version, kind, namespace, name = _ref(obj)
     result: dict[str, Any] = await request(
-        "PATCH", path_for(api_version, kind, namespace, name), obj,
+        "PATCH",
+        path_for(api_version, kind, namespace, name),
+        obj,
         query={"fieldManager": FIELD_MANAGER, "force": "true"},
         content_type="application/apply-patch+yaml",
     )
     return result
 
 
-async def delete(api_version: str, kind: str, namespace: str | None, name: str, *,
-                 uid: str | None = None, grace_seconds: int | None = None) -> bool:
+async def delete(
+    api_version: str,
+    kind: str,
+    namespace: str | None,
+    name: str,
+    *,
+    uid: str | None = None,
+    grace_seconds: int | None = None,
+) -> bool:
     """True when a delete was issued, False when the object was already gone."""
     body: dict[str, Any] = {"propagationPolicy": "Background"}
     if uid:
@@ -221,17 +256,27 @@ async def delete(api_version: str, kind: str, namespace: str | None, name: str, 
         raise
 
 
-async def merge_patch(api_version: str, kind: str, namespace: str | None, name: str, patch: dict[str, Any],
-                      *, subresource: str | None = None) -> dict[str, Any]:
+async def merge_patch(
+    api_version: str,
+    kind: str,
+    namespace: str | None,
+    name: str,
+    patch: dict[str, Any],
+    *,
+    subresource: str | None = None,
+) -> dict[str, Any]:
     result: dict[str, Any] = await request(
-        "PATCH", path_for(api_version, kind, namespace, name, subresource), patch,
+        "PATCH",
+        path_for(api_version, kind, namespace, name, subresource),
+        patch,
         content_type="application/merge-patch+json",
     )
     return result
 
 
-async def json_patch(api_version: str, kind: str, namespace: str | None, name: str,
-                     ops: list[dict[str, Any]]) -> dict[str, Any]:
+async def json_patch(
+    api_version: str, kind: str, namespace: str | None, name: str, ops: list[dict[str, Any]]
+) -> dict[str, Any]:
     result: dict[str, Any] = await request(
         "PATCH", path_for(api_version, kind, namespace, name), ops, content_type="application/json-patch+json"
     )

@@ -11,12 +11,16 @@ RECONCILE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 RECONCILE_ERRORS = Counter("studio_operator_reconcile_errors_total", "Reconciles that raised", ["kind"])
-EXPIRIES = Counter("studio_operator_session_expiries_total", "Sessions stopped because their lifespan expired")
+EXPIRIES = Counter(
+    "studio_operator_session_expiries_total", "Sessions stopped because their lifespan expired"
+)
 SESSIONS_STARTED = Counter("studio_operator_sessions_started_total", "Session pods created")
 API_RETRIES = Gauge("studio_operator_api_retries", "API requests retried after a transient failure")
 API_REQUESTS = Gauge("studio_operator_api_requests", "API requests made by the reconciler")
 QUEUE_DEPTH = Gauge("studio_operator_queue_depth", "Studios waiting to be reconciled")
-SCHEDULED = Gauge("studio_operator_scheduled_deadlines", "Studios with a pending deadline (expiry, warning, retry)")
+SCHEDULED = Gauge(
+    "studio_operator_scheduled_deadlines", "Studios with a pending deadline (expiry, warning, retry)"
+)
 
 
 def serve(port: int, addr: str = "0.0.0.0") -> None:

@@ -118,7 +118,11 @@ def operator_cluster_role() -> dict[str, Any]:
         rule([GROUP], ["datalinks/status"], ["patch"]),
         # the session itself
         rule([""], ["pods"], ["get", "list", "watch", "create", "delete"]),
-        rule([""], ["services", "persistentvolumeclaims"], ["get", "list", "watch", "create", "patch", "delete"]),
+        rule(
+            [""],
+            ["services", "persistentvolumeclaims"],
+            ["get", "list", "watch", "create", "patch", "delete"],
+        ),
         # csi mounts: statically provisioned volumes (cluster-scoped)
         rule([""], ["persistentvolumes"], ["get", "list", "watch", "create", "patch", "delete"]),
         # credentials for checking data links (never copied anywhere)
@@ -126,7 +130,11 @@ def operator_cluster_role() -> dict[str, Any]:
         rule([""], ["events"], ["create", "patch"]),
         rule(["events.k8s.io"], ["events"], ["create", "patch"]),
         # the per-studio connect grant, and the bindings that decide who gets it
-        rule([RBAC_GROUP], ["roles", "rolebindings"], ["get", "list", "watch", "create", "patch", "update", "delete"]),
+        rule(
+            [RBAC_GROUP],
+            ["roles", "rolebindings"],
+            ["get", "list", "watch", "create", "patch", "update", "delete"],
+        ),
         rule([RBAC_GROUP], ["clusterrolebindings"], READ),
         # Kubernetes' escalation check: a Role may only grant what its creator holds
         rule([""], ["pods/portforward"], ["create", "get"]),

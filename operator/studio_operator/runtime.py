@@ -41,8 +41,10 @@ class Store:
         meta = body.get("metadata") or {}
         key = (meta.get("namespace") or "", meta["name"])
         current = self._objects[kind].get(key)
-        if current is not None and _rv(current) > _rv(body) > 0 and (
-            (current.get("metadata") or {}).get("uid") == meta.get("uid")
+        if (
+            current is not None
+            and _rv(current) > _rv(body) > 0
+            and ((current.get("metadata") or {}).get("uid") == meta.get("uid"))
         ):
             return False
         self._objects[kind][key] = body
@@ -178,8 +180,13 @@ async def run_workers(
             except Exception:
                 failures[key] += 1
                 again = min(0.5 * 2 ** failures[key], 60.0)
-                log.exception("reconcile of %s/%s failed (attempt %d); retrying in %.1fs",
-                              key[0], key[1], failures[key], again)
+                log.exception(
+                    "reconcile of %s/%s failed (attempt %d); retrying in %.1fs",
+                    key[0],
+                    key[1],
+                    failures[key],
+                    again,
+                )
             finally:
                 queue.done(key)
             if again is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -64,12 +65,16 @@ def configure(settings: kopf.OperatorSettings) -> None:
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure(settings)
     kube.init(OPTIONS.kubeconfig)
-    try:
-        from . import admission
+    from . import admission
 
-        await admission.on_startup(settings)  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):
-        log.info("admission webhooks not available in this build")
+    cert_dir = Path(
+        OPTIONS.cert_dir
+        or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else "/etc/studio-operator/tls")
+    )
+    admission.configure_admission(
+        settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir
+    )
+    await admission.init_admission(kube.client())
     store, queue = Store(), WorkQueue()
     scheduler = Scheduler(queue)
     for kind, api_version, k, selector in PRIMED:
@@ -83,8 +88,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     for key, _body in store.items("studios"):
         queue.add(key)
     _tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
-    _tasks.append(asyncio.create_task(run_workers(queue, reconciler.reconcile, scheduler, OPTIONS.workers),
-                                      name="workers"))
+    _tasks.append(
+        asyncio.create_task(
+            run_workers(queue, reconciler.reconcile, scheduler, OPTIONS.workers), name="workers"
+        )
+    )
     _tasks.append(asyncio.create_task(_gauges(store, queue, scheduler), name="gauges"))
     if OPTIONS.metrics_port:
         metrics.serve(OPTIONS.metrics_port)

@@ -44,10 +44,7 @@ from ..resources.session import (
 )
 from ..runtime import Key, Scheduler, Store, WorkQueue
 
-try:  # the access-control module; optional until it lands
-    from .. import rbac
-except ImportError:  # pragma: no cover
-    rbac = None  # type: ignore[assignment]
+from .. import rbac
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +56,9 @@ DATA_LINK_LABEL = "studios.dev/data-link"
 
 
 def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
-    """Fallback used until the data-links module provides its own."""
-    try:
-        from .datalinks import link_view  # type: ignore[attr-defined]
-    except ImportError:
-        link_view = None
-    if link_view is not None:
-        result: LinkView | None = link_view(name, body)
-        return result
-    return None
+    from ..resources.links import link_view
+
+    return link_view(name, body)
 
 
 @dataclass
@@ -124,7 +115,9 @@ class Reconciler:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = "spec." + ".".join(str(p) for p in first["loc"])
-            return await self._finish(body, self._stalled("InvalidSpec", f"{where}: {first['msg']}; fix the studio's spec"))
+            return await self._finish(
+                body, self._stalled("InvalidSpec", f"{where}: {first['msg']}; fix the studio's spec")
+            )
 
         annotations = meta.get("annotations") or {}
         restart = annotations.get(RESTART_ANNOTATION, "")
@@ -147,9 +140,16 @@ class Reconciler:
         status = body.get("status") or {}
         previous_reason = status.get("stopReason")
         if held is not None:
-            reason = StopReason(previous_reason) if previous_reason in (
-                StopReason.LIFESPAN_EXPIRED, StopReason.FAILED) else StopReason.FAILED
-        elif status.get("session") or pod is not None or previous_reason not in (None, StopReason.NEVER_STARTED):
+            reason = (
+                StopReason(previous_reason)
+                if previous_reason in (StopReason.LIFESPAN_EXPIRED, StopReason.FAILED)
+                else StopReason.FAILED
+            )
+        elif (
+            status.get("session")
+            or pod is not None
+            or previous_reason not in (None, StopReason.NEVER_STARTED)
+        ):
             reason = StopReason.USER_REQUESTED
         else:
             reason = StopReason.NEVER_STARTED
@@ -158,7 +158,9 @@ class Reconciler:
         if pod is not None and not keep_failed_pod:
             stopping = True
             if not pod["metadata"].get("deletionTimestamp"):
-                await kube.delete("v1", "Pod", meta["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"])
+                await kube.delete(
+                    "v1", "Pod", meta["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"]
+                )
         await self._end_session_objects(body)
         if status.get("session"):
             await self._remove_session_annotation(body)
@@ -171,16 +173,23 @@ class Reconciler:
                 "studios.dev/restart annotation to start a new one"
             ),
             StopReason.FAILED: (
-                status.get("message") or "the session ended on its own; toggle spec.state or set the "
+                status.get("message")
+                or "the session ended on its own; toggle spec.state or set the "
                 "studios.dev/restart annotation to start a new one"
             ),
         }
-        phase = Phase.STOPPING if stopping else (Phase.ERRORED if reason == StopReason.FAILED else Phase.STOPPED)
+        phase = (
+            Phase.STOPPING if stopping else (Phase.ERRORED if reason == StopReason.FAILED else Phase.STOPPED)
+        )
         outcome = Outcome(
             phase=phase,
-            reason="SessionStopping" if stopping else {
-                StopReason.NEVER_STARTED: "NeverStarted", StopReason.USER_REQUESTED: "SessionStopped",
-                StopReason.LIFESPAN_EXPIRED: "LifespanExpired", StopReason.FAILED: "SessionFailed",
+            reason="SessionStopping"
+            if stopping
+            else {
+                StopReason.NEVER_STARTED: "NeverStarted",
+                StopReason.USER_REQUESTED: "SessionStopped",
+                StopReason.LIFESPAN_EXPIRED: "LifespanExpired",
+                StopReason.FAILED: "SessionFailed",
             }[reason],
             message="the session pod is being deleted" if stopping else messages[reason],
             stop_reason=reason,
@@ -189,15 +198,17 @@ class Reconciler:
             reconciling=stopping,
             stalled=False,
         )
-        if phase == Phase.STOPPED and status.get("phase") not in (Phase.STOPPED, None) and reason == StopReason.USER_REQUESTED:
+        if (
+            phase == Phase.STOPPED
+            and status.get("phase") not in (Phase.STOPPED, None)
+            and reason == StopReason.USER_REQUESTED
+        ):
             outcome.events.append(("Normal", "SessionStopped", "the session ended at the user's request"))
         return outcome
 
     async def _end_session_objects(self, body: dict[str, Any]) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        for kind, obj_name in (
-            ("Service", names.service_name(name)),
-        ):
+        for kind, obj_name in (("Service", names.service_name(name)),):
             if self.store.get(kind.lower() + "s", (ns, obj_name)) is not None:
                 await kube.delete("v1", kind, ns, obj_name)
         role = names.connect_role_name(name)
@@ -210,7 +221,10 @@ class Reconciler:
         meta = body["metadata"]
         if ls.SESSION_LIFESPAN_ANNOTATION in (meta.get("annotations") or {}):
             await kube.merge_patch(
-                API_VERSION, "Studio", meta["namespace"], meta["name"],
+                API_VERSION,
+                "Studio",
+                meta["namespace"],
+                meta["name"],
                 {"metadata": {"annotations": {ls.SESSION_LIFESPAN_ANNOTATION: None}}},
             )
 
@@ -238,11 +252,17 @@ class Reconciler:
         try:
             env = ComputeEnvironmentSpec.model_validate(env_body.get("spec") or {})
         except ValidationError as exc:
-            return None, self._stalled("EnvironmentInvalid", f"ComputeEnvironment {spec.compute_environment!r}: {exc}")
+            return None, self._stalled(
+                "EnvironmentInvalid", f"ComputeEnvironment {spec.compute_environment!r}: {exc}"
+            )
         try:
-            labels = merge_labels(env.resource_labels, spec.resource_labels, spec.remove_resource_labels, name)
+            labels = merge_labels(
+                env.resource_labels, spec.resource_labels, spec.remove_resource_labels, name
+            )
         except LabelConflict as exc:
-            return None, self._stalled("LabelConflict", f"{exc}; remove them from spec.resourceLabels/removeResourceLabels")
+            return None, self._stalled(
+                "LabelConflict", f"{exc}; remove them from spec.resourceLabels/removeResourceLabels"
+            )
         links: dict[str, LinkView] = {}
         for mount in spec.mounts or []:
             link_body = self.store.get("datalinks", (ns, mount.data_link))
@@ -261,11 +281,21 @@ class Reconciler:
                     "credentials) and the studio starts by itself",
                 )
             links[mount.data_link] = view
-        ref = StudioRef(name=name, namespace=ns, uid=meta["uid"], generation=meta.get("generation", 1),
-                        annotations=dict(meta.get("annotations") or {}))
+        ref = StudioRef(
+            name=name,
+            namespace=ns,
+            uid=meta["uid"],
+            generation=meta.get("generation", 1),
+            annotations=dict(meta.get("annotations") or {}),
+        )
         inputs = SessionInputs(
-            studio=ref, spec=spec, environment_name=spec.compute_environment, environment=env,
-            labels=labels, links=links, creator=(meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION),
+            studio=ref,
+            spec=spec,
+            environment_name=spec.compute_environment,
+            environment=env,
+            labels=labels,
+            links=links,
+            creator=(meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION),
         )
         return inputs, None
 
@@ -277,13 +307,21 @@ class Reconciler:
         events: list[tuple[str, str, str]] = []
 
         if pod is not None and pod["metadata"].get("deletionTimestamp"):
-            return Outcome(Phase.STARTING, "WaitingForPreviousSession",
-                           "waiting for the previous session pod to terminate", reconciling=True)
+            return Outcome(
+                Phase.STARTING,
+                "WaitingForPreviousSession",
+                "waiting for the previous session pod to terminate",
+                reconciling=True,
+            )
         if pod is not None and pod_state(pod).kind == "ended" and not status.get("session"):
             # A pod kept from a session that ended on its own; a new start request replaces it.
             await kube.delete("v1", "Pod", ns, pod["metadata"]["name"], uid=pod["metadata"]["uid"])
-            return Outcome(Phase.STARTING, "ReplacingPreviousSession",
-                           "removing the previous session's pod before starting", reconciling=True)
+            return Outcome(
+                Phase.STARTING,
+                "ReplacingPreviousSession",
+                "removing the previous session's pod before starting",
+                reconciling=True,
+            )
 
         inputs, problem = self._inputs(body, spec)
         lock = self._workspace_lifespan(ns)
@@ -327,12 +365,21 @@ class Reconciler:
         extra: list[dict[str, Any]] = []
         gen = meta.get("generation", 1)
         if eff.locked:
-            extra.append(condition("LifespanLocked", True, "WorkspaceLock",
-                                   f"the workspace sets every studio's lifespan to "
-                                   f"{'keep running' if eff.hours is None else f'{eff.hours} hours'}; "
-                                   "spec.lifespan and the session annotation are ignored", gen))
+            extra.append(
+                condition(
+                    "LifespanLocked",
+                    True,
+                    "WorkspaceLock",
+                    f"the workspace sets every studio's lifespan to "
+                    f"{'keep running' if eff.hours is None else f'{eff.hours} hours'}; "
+                    "spec.lifespan and the session annotation are ignored",
+                    gen,
+                )
+            )
         if eff.annotation_problem:
-            extra.append(condition("LifespanAnnotationIgnored", True, "InvalidAnnotation", eff.annotation_problem, gen))
+            extra.append(
+                condition("LifespanAnnotationIgnored", True, "InvalidAnnotation", eff.annotation_problem, gen)
+            )
             if not find(status.get("conditions"), "LifespanAnnotationIgnored"):
                 events.append(("Warning", "InvalidLifespanAnnotation", eff.annotation_problem))
 
@@ -353,12 +400,22 @@ class Reconciler:
         warn_at = ls.warning_at(expiry, OPTIONS.warning_ahead)
         if expiry is not None and warn_at is not None:
             if now >= warn_at:
-                extra.append(condition("ExpiringSoon", True, "SessionExpiringSoon",
-                                       f"the session stops at {session['expiresAt']}; extend it with "
-                                       f"kubectl studio extend {name} HOURS", gen))
+                extra.append(
+                    condition(
+                        "ExpiringSoon",
+                        True,
+                        "SessionExpiringSoon",
+                        f"the session stops at {session['expiresAt']}; extend it with "
+                        f"kubectl studio extend {name} HOURS",
+                        gen,
+                    )
+                )
                 if not find(status.get("conditions"), "ExpiringSoon") or (
-                        (status.get("session") or {}).get("expiresAt") != session["expiresAt"]):
-                    events.append(("Normal", "SessionExpiringSoon", f"the session stops at {session['expiresAt']}"))
+                    (status.get("session") or {}).get("expiresAt") != session["expiresAt"]
+                ):
+                    events.append(
+                        ("Normal", "SessionExpiringSoon", f"the session stops at {session['expiresAt']}")
+                    )
                 self.scheduler.at(key, expiry.timestamp())
             else:
                 self.scheduler.at(key, warn_at.timestamp())
@@ -367,23 +424,40 @@ class Reconciler:
 
         pod_hash = (pod["metadata"].get("annotations") or {}).get(SESSION_HASH)
         if inputs is not None and pod_hash and pod_hash != environment_hash(inputs):
-            extra.append(condition("RestartRequired", True, "EnvironmentChanged",
-                                   f"ComputeEnvironment {spec.compute_environment!r} changed since this session "
-                                   "started; stop and start the studio to apply it", gen))
+            extra.append(
+                condition(
+                    "RestartRequired",
+                    True,
+                    "EnvironmentChanged",
+                    f"ComputeEnvironment {spec.compute_environment!r} changed since this session "
+                    "started; stop and start the studio to apply it",
+                    gen,
+                )
+            )
         if inputs is None and problem is not None:
-            extra.append(condition("EnvironmentAvailable", False, problem.reason,
-                                   f"{problem.message} (the running session is not affected)", gen))
+            extra.append(
+                condition(
+                    "EnvironmentAvailable",
+                    False,
+                    problem.reason,
+                    f"{problem.message} (the running session is not affected)",
+                    gen,
+                )
+            )
 
         outcome = self._phase_from(state, body)
         outcome.session = session
-        outcome.mounts = [m.dump() for m in plan.statuses] if plan.statuses else (
-            (body.get("status") or {}).get("mounts"))
+        outcome.mounts = (
+            [m.dump() for m in plan.statuses] if plan.statuses else ((body.get("status") or {}).get("mounts"))
+        )
         outcome.connect = {
             "service": names.service_name(name),
             "port": spec.template.port,
             "command": f"kubectl studio connect {name} -n {ns}",
         }
-        outcome.inherited_labels = inputs.labels.inherited if inputs is not None else status.get("inheritedLabels")
+        outcome.inherited_labels = (
+            inputs.labels.inherited if inputs is not None else status.get("inheritedLabels")
+        )
         outcome.extra_conditions = extra
         outcome.events = events + outcome.events
         return outcome
@@ -403,14 +477,27 @@ class Reconciler:
             return out
         return Outcome(Phase.STARTING, state.reason, state.message, reconciling=True)
 
-    async def _start_session(self, body: dict[str, Any], inputs: SessionInputs, plan: MountPlan) -> dict[str, Any]:
+    async def _start_session(
+        self, body: dict[str, Any], inputs: SessionInputs, plan: MountPlan
+    ) -> dict[str, Any]:
         meta = body["metadata"]
         if plan.persistent_volumes and FINALIZER not in (meta.get("finalizers") or []):
-            patched = await kube.json_patch(API_VERSION, "Studio", meta["namespace"], meta["name"], [
-                {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-                {"op": "add", "path": "/metadata/finalizers/-" if meta.get("finalizers") else "/metadata/finalizers",
-                 "value": FINALIZER if meta.get("finalizers") else [FINALIZER]},
-            ])
+            patched = await kube.json_patch(
+                API_VERSION,
+                "Studio",
+                meta["namespace"],
+                meta["name"],
+                [
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+                    {
+                        "op": "add",
+                        "path": "/metadata/finalizers/-"
+                        if meta.get("finalizers")
+                        else "/metadata/finalizers",
+                        "value": FINALIZER if meta.get("finalizers") else [FINALIZER],
+                    },
+                ],
+            )
             self.store.put("studios", patched)
         for pv in plan.persistent_volumes:
             await self._apply_if_changed("persistentvolumes", pv)
@@ -418,7 +505,9 @@ class Reconciler:
             await self._apply_if_changed("persistentvolumeclaims", claim)
         workspace = build_workspace_claim(inputs)
         if workspace is not None:
-            existing = self.store.get("persistentvolumeclaims", (meta["namespace"], workspace["metadata"]["name"]))
+            existing = self.store.get(
+                "persistentvolumeclaims", (meta["namespace"], workspace["metadata"]["name"])
+            )
             if existing is None:  # kept across sessions; never resized or replaced behind the user's back
                 await self._create_or_adopt("persistentvolumeclaims", workspace)
         await self._apply_if_changed("services", build_service(inputs))
@@ -432,7 +521,9 @@ class Reconciler:
         except kube.ApiError as exc:
             if exc.status != 409:
                 raise
-            found = await kube.get(obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
+            found = await kube.get(
+                obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
+            )
             if found is None:
                 raise
             created = found
@@ -445,22 +536,26 @@ class Reconciler:
         meta = obj["metadata"]
         current = self.store.get(kind, (meta.get("namespace") or "", meta["name"]))
         wanted = (meta.get("annotations") or {}).get(APPLIED_HASH)
-        if current is not None and wanted and (current["metadata"].get("annotations") or {}).get(APPLIED_HASH) == wanted:
+        if (
+            current is not None
+            and wanted
+            and (current["metadata"].get("annotations") or {}).get(APPLIED_HASH) == wanted
+        ):
             return
         applied = await kube.apply(obj)
         self.store.put(kind, applied)
 
-    async def _ensure_service(self, body: dict[str, Any], spec: StudioSpec, pod: dict[str, Any],
-                              inputs: SessionInputs | None) -> None:
+    async def _ensure_service(
+        self, body: dict[str, Any], spec: StudioSpec, pod: dict[str, Any], inputs: SessionInputs | None
+    ) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         if self.store.get("services", (ns, names.service_name(name))) is not None or inputs is None:
             return
         await self._apply_if_changed("services", build_service(inputs))
 
-    async def _ensure_grant(self, body: dict[str, Any], spec: StudioSpec, pod: dict[str, Any],
-                            labels: dict[str, str]) -> list[dict[str, Any]]:
-        if rbac is None:
-            return []
+    async def _ensure_grant(
+        self, body: dict[str, Any], spec: StudioSpec, pod: dict[str, Any], labels: dict[str, str]
+    ) -> list[dict[str, Any]]:
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
         gen = meta.get("generation", 1)
@@ -473,9 +568,17 @@ class Reconciler:
             clusterrolebindings=[b for _, b in self.store.items("clusterrolebindings", "")],
         )
         owner = StudioRef(name=name, namespace=ns, uid=meta["uid"]).owner_reference()
-        role = rbac.connect_role(name, ns, pod["metadata"]["name"], names.service_name(name), labels, owner)
+        role = rbac.connect_role(
+            name,
+            ns,
+            pod["metadata"]["name"],
+            names.service_name(name),
+            labels,
+            owner,
+            ports=[spec.template.port, "http"],
+        )
         await self._apply_if_changed("roles", _hashed(role))
-        binding = rbac.connect_binding(name, ns, subjects, labels, owner) if subjects else None
+        binding = rbac.connect_binding(name, ns, labels, owner, subjects)
         role_name = names.connect_role_name(name)
         if binding is None:
             if self.store.get("rolebindings", (ns, role_name)) is not None:
@@ -484,9 +587,16 @@ class Reconciler:
             await self._apply_if_changed("rolebindings", _hashed(binding))
         conditions = []
         if spec.private and not creator:
-            conditions.append(condition("ConnectGranted", False, "CreatorUnknown",
-                                        "private studio without a recorded creator: nobody may connect "
-                                        "(recreate it through the API server with the webhook enabled)", gen))
+            conditions.append(
+                condition(
+                    "ConnectGranted",
+                    False,
+                    "CreatorUnknown",
+                    "private studio without a recorded creator: nobody may connect "
+                    "(recreate it through the API server with the webhook enabled)",
+                    gen,
+                )
+            )
         return conditions
 
     # ------------------------------------------------------------------ sessions ending
@@ -496,12 +606,20 @@ class Reconciler:
         restart = (meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
         # Record the end first: a crash after this line can neither lose nor repeat the expiry.
         outcome = Outcome(
-            Phase.STOPPING, "LifespanExpired",
+            Phase.STOPPING,
+            "LifespanExpired",
             f"the session reached the end of its lifespan ({session.get('lifespanHours')} hours)",
-            stop_reason=StopReason.LIFESPAN_EXPIRED, held=restart, reconciling=True,
+            stop_reason=StopReason.LIFESPAN_EXPIRED,
+            held=restart,
+            reconciling=True,
         )
-        outcome.events.append(("Normal", "SessionExpired",
-                               f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}"))
+        outcome.events.append(
+            (
+                "Normal",
+                "SessionExpired",
+                f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}",
+            )
+        )
         await self._write_status(body, outcome)
         metrics.EXPIRIES.inc()
         await kube.delete("v1", "Pod", meta["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"])
@@ -518,9 +636,11 @@ class Reconciler:
         await self._remove_session_annotation(body)
         self.scheduler.cancel((meta["namespace"], meta["name"]))
         outcome = Outcome(
-            Phase.ERRORED, "SessionFailed",
+            Phase.ERRORED,
+            "SessionFailed",
             f"{state.message}; the pod {pod['metadata']['name']} is kept for `kubectl logs` until the next start",
-            stop_reason=StopReason.FAILED, held=restart,
+            stop_reason=StopReason.FAILED,
+            held=restart,
         )
         outcome.events.append(("Warning", "SessionFailed", outcome.message))
         return outcome
@@ -536,10 +656,20 @@ class Reconciler:
         old = body.get("status") or {}
         conditions = [
             condition("Ready", outcome.ready, outcome.reason, outcome.message, gen),
-            condition("Reconciling", outcome.reconciling, outcome.reason if outcome.reconciling else "Reconciled",
-                      outcome.message if outcome.reconciling else "", gen),
-            condition("Stalled", outcome.stalled, outcome.reason if outcome.stalled else "NotStalled",
-                      outcome.message if outcome.stalled else "", gen),
+            condition(
+                "Reconciling",
+                outcome.reconciling,
+                outcome.reason if outcome.reconciling else "Reconciled",
+                outcome.message if outcome.reconciling else "",
+                gen,
+            ),
+            condition(
+                "Stalled",
+                outcome.stalled,
+                outcome.reason if outcome.stalled else "NotStalled",
+                outcome.message if outcome.stalled else "",
+                gen,
+            ),
             *outcome.extra_conditions,
         ]
         return {
@@ -567,8 +697,15 @@ class Reconciler:
         for type_, reason, message in outcome.events:
             await kube.post_event(body, type_, reason, message)
         stalled_before = find(old.get("conditions"), "Stalled")
-        if outcome.stalled and outcome.phase == Phase.STOPPED and (
-                not stalled_before or stalled_before.get("status") != "True" or stalled_before.get("reason") != outcome.reason):
+        if (
+            outcome.stalled
+            and outcome.phase == Phase.STOPPED
+            and (
+                not stalled_before
+                or stalled_before.get("status") != "True"
+                or stalled_before.get("reason") != outcome.reason
+            )
+        ):
             await kube.post_event(body, "Warning", outcome.reason, outcome.message)
 
     async def _finish(self, body: dict[str, Any], outcome: Outcome) -> float | None:
@@ -591,10 +728,16 @@ class Reconciler:
             return
         index = finalizers.index(FINALIZER)
         try:
-            await kube.json_patch(API_VERSION, "Studio", meta["namespace"], meta["name"], [
-                {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
-                {"op": "remove", "path": f"/metadata/finalizers/{index}"},
-            ])
+            await kube.json_patch(
+                API_VERSION,
+                "Studio",
+                meta["namespace"],
+                meta["name"],
+                [
+                    {"op": "test", "path": f"/metadata/finalizers/{index}", "value": FINALIZER},
+                    {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+                ],
+            )
         except kube.ApiError as exc:
             if exc.status not in (404, 422):
                 raise

@@ -62,7 +62,8 @@ def _owner_studio(body: dict[str, Any]) -> list[Key]:
 
 
 @kopf.on.event(GROUP, "v1alpha1", "studios")
-def studio_event(event: dict[str, Any], **_: Any) -> None:
+def studio_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("studios", event)
     if body is not None:
         meta = body["metadata"]
@@ -70,31 +71,36 @@ def studio_event(event: dict[str, Any], **_: Any) -> None:
 
 
 @kopf.on.event("v1", "pods", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def pod_event(event: dict[str, Any], **_: Any) -> None:
+def pod_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("pods", event)
     if body is not None:
         _enqueue(_owner_studio(body))
 
 
 @kopf.on.event("v1", "services", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def service_event(event: dict[str, Any], **_: Any) -> None:
+def service_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("services", event)
     if body is not None and event.get("type") == "DELETED":
         _enqueue(_owner_studio(body))
 
 
 @kopf.on.event("v1", "persistentvolumeclaims", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def claim_event(event: dict[str, Any], **_: Any) -> None:
+def claim_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     _ingest("persistentvolumeclaims", event)
 
 
 @kopf.on.event("v1", "persistentvolumes", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def volume_event(event: dict[str, Any], **_: Any) -> None:
+def volume_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     _ingest("persistentvolumes", event)
 
 
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def role_event(event: dict[str, Any], **_: Any) -> None:
+def role_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("roles", event)
     if body is not None and event.get("type") == "DELETED":
         _enqueue(_owner_studio(body))
@@ -105,7 +111,8 @@ def _running(body: dict[str, Any]) -> bool:
 
 
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "rolebindings")
-def rolebinding_event(event: dict[str, Any], **_: Any) -> None:
+def rolebinding_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("rolebindings", event)
     if body is None:
         return
@@ -118,7 +125,8 @@ def rolebinding_event(event: dict[str, Any], **_: Any) -> None:
 
 
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
-def clusterrolebinding_event(event: dict[str, Any], **_: Any) -> None:
+def clusterrolebinding_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("clusterrolebindings", event)
     store = WIRING.store
     if body is not None and store is not None and (body.get("roleRef") or {}).get("name") in USER_ROLES:
@@ -126,27 +134,36 @@ def clusterrolebinding_event(event: dict[str, Any], **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, "v1alpha1", "computeenvironments")
-def environment_event(event: dict[str, Any], **_: Any) -> None:
+def environment_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("computeenvironments", event)
     if body is not None:
         name = body["metadata"]["name"]
-        _enqueue(_studios_in(body["metadata"]["namespace"],
-                             lambda s: (s.get("spec") or {}).get("computeEnvironment") == name))
+        _enqueue(
+            _studios_in(
+                body["metadata"]["namespace"],
+                lambda s: (s.get("spec") or {}).get("computeEnvironment") == name,
+            )
+        )
 
 
 @kopf.on.event(GROUP, "v1alpha1", "datalinks")
-def datalink_event(event: dict[str, Any], **_: Any) -> None:
+def datalink_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("datalinks", event)
     if body is not None:
         name = body["metadata"]["name"]
-        _enqueue(_studios_in(
-            body["metadata"]["namespace"],
-            lambda s: any(m.get("dataLink") == name for m in (s.get("spec") or {}).get("mounts") or []),
-        ))
+        _enqueue(
+            _studios_in(
+                body["metadata"]["namespace"],
+                lambda s: any(m.get("dataLink") == name for m in (s.get("spec") or {}).get("mounts") or []),
+            )
+        )
 
 
 @kopf.on.event(GROUP, "v1alpha1", "workspacesettings")
-def settings_event(event: dict[str, Any], **_: Any) -> None:
+def settings_event(**kwargs: Any) -> None:
+    event: dict[str, Any] = kwargs["event"]
     body = _ingest("workspacesettings", event)
     if body is not None:
         _enqueue(_studios_in(body["metadata"]["namespace"]))

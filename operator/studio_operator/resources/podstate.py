@@ -43,7 +43,9 @@ def pod_state(pod: dict[str, Any]) -> PodState:
                 code = term.get("exitCode")
                 why = term.get("reason") or "Error"
                 detail = (term.get("message") or "").strip()
-                msg = f"the studio container exited with code {code} ({why})" + (f": {detail}" if detail else "")
+                msg = f"the studio container exited with code {code} ({why})" + (
+                    f": {detail}" if detail else ""
+                )
                 return PodState("ended", "PodFailed" if phase == "Failed" else "PodCompleted", msg)
         reason = status.get("reason") or ("PodFailed" if phase == "Failed" else "PodCompleted")
         return PodState("ended", reason, status.get("message") or f"the session pod {phase.lower()}")
@@ -54,7 +56,9 @@ def pod_state(pod: dict[str, Any]) -> PodState:
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     scheduled = conditions.get("PodScheduled")
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-        return PodState("errored", "Unschedulable", scheduled.get("message") or "no node can run the session pod")
+        return PodState(
+            "errored", "Unschedulable", scheduled.get("message") or "no node can run the session pod"
+        )
     ready = conditions.get("Ready")
     if phase == "Running" and ready and ready.get("status") == "True":
         return PodState("running", "SessionRunning", "the session is running")

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# `make run`: a first look on a fresh machine. Control plane, CRDs, roles, a loopback S3 endpoint
+# with a sample bucket, the operator, the samples in namespace `demo`, then the studios' status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export KUBECONFIG=$PWD/.cluster/kubeconfig
+PY=.venv/bin/python
+NS=${DEMO_NAMESPACE:-demo}
+KUBECTL="kubectl"
+
+$PY hack/cluster.py up
+$KUBECTL apply --server-side --force-conflicts -f crds/ >/dev/null
+$KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
+if [ -f manifests/rbac/user-roles.yaml ]; then
+  $KUBECTL apply --server-side --force-conflicts -f manifests/rbac/user-roles.yaml >/dev/null
+fi
+if [ -f hack/s3.py ]; then $PY hack/s3.py up; fi
+bash hack/operator.sh up
+$KUBECTL create namespace "$NS" --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
+$KUBECTL apply -n "$NS" -k manifests/samples
+echo
+echo "Waiting for rnaseq-analysis to start (Starting -> Running)..."
+for _ in $(seq 1 60); do
+  phase=$($KUBECTL get studio rnaseq-analysis -n "$NS" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+  [ "$phase" = "Running" ] && break
+  sleep 1
+done
+echo
+$KUBECTL get computeenvironments,datalinks,studios -n "$NS"
+echo
+$KUBECTL get pods,services -n "$NS" -l app.kubernetes.io/managed-by=studio-operator
+cat <<MSG
+
+Everything runs on loopback. Next steps:
+  export KUBECONFIG=$KUBECONFIG
+  kubectl describe studio rnaseq-analysis -n $NS        # status, conditions, events
+  .venv/bin/kubectl-studio ls -n $NS                     # the kubectl plugin (kubectl studio ...)
+  kubectl patch studio survival-models -n $NS --type merge -p '{"spec":{"state":"Running"}}'
+  tail -f .cluster/logs/operator.log
+Stop everything with: make operator-down cluster-down
+MSG

@@ -1,0 +1,714 @@
+"""Admission webhooks: who created a studio, who may configure it, and rules CEL cannot express.
+
+- mutating, Studio CREATE: stamp `studios.dev/created-by` from the API server's authenticated user
+  (replacing anything the client sent); on UPDATE put it back if a client dropped it (a manifest
+  re-applied with server-side apply or `kubectl replace` does not carry it).
+- validating, Studio UPDATE: created-by never changes; a change to anything but `spec.state` and
+  the restart / session-lifespan annotations needs the verb `configure` (SubjectAccessReview).
+- validating, all four kinds: reserved label keys, secrets and config maps the author cannot read,
+  the WorkspaceSettings name; plus warnings for references that do not exist (yet).
+
+The operator's own writes (finalizers, its annotations) always pass: its identity is discovered at
+startup. Rules only look at what a request changes, so an object that predates a rule can still
+be started, stopped and cleaned up. The handlers' only calls are reads and SubjectAccessReviews
+(no side effects, so dry-run requests are safe). kopf's managed configurations use
+`failurePolicy: Fail` (the handlers set no `ignore_failures`) and `sideEffects: None`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kopf
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .. import rbac
+from ..api.common import GROUP, RESERVED_KEYS_MSG, VERSION
+from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, parse_hours_annotation
+from ..resources.merge import is_reserved_label
+
+logger = logging.getLogger(__name__)
+
+CREATED_BY = "studios.dev/created-by"
+RESTART_ANNOTATION = "studios.dev/restart"
+# What studios-launch may change on a studio besides spec.state.
+LAUNCH_ANNOTATIONS = frozenset({RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION})
+# Mirrors of the spec that change with it (the spec change itself is what gets checked).
+IGNORED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
+# Written by the API server or by controllers (the garbage collector edits finalizers).
+SERVER_METADATA = frozenset(
+    {
+        "resourceVersion",
+        "generation",
+        "managedFields",
+        "creationTimestamp",
+        "uid",
+        "selfLink",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "finalizers",
+        "name",
+        "namespace",
+        "generateName",
+    }
+)
+WORKSPACE_SETTINGS_NAME = "default"
+
+# Handler ids are the URL paths (`/<id>`): a webhook configuration shipped by the chart uses them.
+MUTATE_STUDIO = "mutate-studio"
+VALIDATE_STUDIO = "validate-studio"
+VALIDATE_COMPUTE_ENVIRONMENT = "validate-computeenvironment"
+VALIDATE_DATA_LINK = "validate-datalink"
+VALIDATE_WORKSPACE_SETTINGS = "validate-workspacesettings"
+
+LAUNCH_MAY_CHANGE = (
+    f"{rbac.LAUNCH} may only change spec.state and the {RESTART_ANNOTATION} and "
+    f"{SESSION_LIFESPAN_ANNOTATION} annotations"
+)
+
+Body = Mapping[str, Any]
+
+
+# ---------------------------------------------------------------- pure rules
+
+
+def _meta(body: Body | None) -> Mapping[str, Any]:
+    return (body or {}).get("metadata") or {}
+
+
+def _annotations(body: Body | None) -> Mapping[str, str]:
+    return _meta(body).get("annotations") or {}
+
+
+def _spec(body: Body | None) -> Mapping[str, Any]:
+    return (body or {}).get("spec") or {}
+
+
+def creator_to_stamp(operation: str | None, old: Body | None, new: Body | None, username: str) -> str | None:
+    """The created-by value the mutating webhook writes, or None to leave the object as it is."""
+    if operation == "CREATE":
+        return username if _annotations(new).get(CREATED_BY) != username else None
+    if operation == "UPDATE":
+        before = _annotations(old).get(CREATED_BY)
+        if before is not None and CREATED_BY not in _annotations(new):
+            return before  # dropped by a re-apply: restore rather than fail the whole update
+    return None
+
+
+def created_by_violation(old: Body | None, new: Body | None) -> str | None:
+    before, after = _annotations(old).get(CREATED_BY), _annotations(new).get(CREATED_BY)
+    if before == after:
+        return None
+    shown = repr(before) if before is not None else "unset"
+    return (
+        f'metadata.annotations["{CREATED_BY}"]: is recorded by the API server when the studio is '
+        f"created and cannot be set, changed or removed (it is {shown})"
+    )
+
+
+def creator_mismatch(new: Body, username: str) -> str | None:
+    if _annotations(new).get(CREATED_BY) == username:
+        return None
+    return f'metadata.annotations["{CREATED_BY}"]: must be the creating user "{username}"'
+
+
+def configuration_changes(old: Body, new: Body) -> list[str]:
+    """Paths that changed and need `configure`; empty when the change is launch-level.
+
+    Labels count as configuration (selectors and policies key on them); status is a subresource;
+    finalizers and server-written metadata are not configuration; owner references may be
+    dropped (as the garbage collector does) but adding one could get the studio deleted.
+    """
+    paths: list[str] = []
+    old_spec, new_spec = _spec(old), _spec(new)
+    for key in sorted(set(old_spec) | set(new_spec)):
+        if key != "state" and old_spec.get(key) != new_spec.get(key):
+            paths.append(f"spec.{key}")
+    for key in sorted((set(old) | set(new)) - {"apiVersion", "kind", "metadata", "spec", "status"}):
+        if old.get(key) != new.get(key):
+            paths.append(key)
+    old_meta, new_meta = _meta(old), _meta(new)
+    old_labels, new_labels = old_meta.get("labels") or {}, new_meta.get("labels") or {}
+    for key in sorted(set(old_labels) | set(new_labels)):
+        if old_labels.get(key) != new_labels.get(key):
+            paths.append(f'metadata.labels["{key}"]')
+    old_ann, new_ann = _annotations(old), _annotations(new)
+    skip = LAUNCH_ANNOTATIONS | IGNORED_ANNOTATIONS | {CREATED_BY}  # created-by has its own rule
+    for key in sorted((set(old_ann) | set(new_ann)) - skip):
+        if old_ann.get(key) != new_ann.get(key):
+            paths.append(f'metadata.annotations["{key}"]')
+    old_refs = [r for r in old_meta.get("ownerReferences") or [] if isinstance(r, Mapping)]
+    if any(ref not in old_refs for ref in new_meta.get("ownerReferences") or []):
+        paths.append("metadata.ownerReferences")
+    handled = SERVER_METADATA | {"labels", "annotations", "ownerReferences"}
+    for key in sorted((set(old_meta) | set(new_meta)) - handled):
+        if old_meta.get(key) != new_meta.get(key):
+            paths.append(f"metadata.{key}")
+    return paths
+
+
+def configure_denied_message(paths: list[str]) -> str:
+    shown = ", ".join(paths[:5]) + (f" (and {len(paths) - 5} more)" if len(paths) > 5 else "")
+    return (
+        f"changing {shown} requires the {rbac.MAINTAIN} role (verb {rbac.CONFIGURE_VERB} on studios); "
+        f"{LAUNCH_MAY_CHANGE}"
+    )
+
+
+def reserved_label_errors(
+    path: str, labels: Mapping[str, str] | None, before: Mapping[str, str] | None
+) -> list[str]:
+    """Reserved keys in a labels map (only keys this request adds are reported)."""
+    known = set(before or {})
+    return [
+        f'{path}["{key}"]: {RESERVED_KEYS_MSG}'
+        for key in (labels or {})
+        if is_reserved_label(key) and key not in known
+    ]
+
+
+def reserved_removal_errors(path: str, keys: list[str] | None, before: list[str] | None) -> list[str]:
+    known = set(before or [])
+    return [
+        f'{path}[{i}] ("{key}"): {RESERVED_KEYS_MSG}'
+        for i, key in enumerate(keys or [])
+        if is_reserved_label(key) and key not in known
+    ]
+
+
+def lifespan_annotation_error(old: Body | None, new: Body) -> str | None:
+    value = _annotations(new).get(SESSION_LIFESPAN_ANNOTATION)
+    if value is None or value == _annotations(old).get(SESSION_LIFESPAN_ANNOTATION):
+        return None
+    _, problem = parse_hours_annotation(value)
+    return f'metadata.annotations["{SESSION_LIFESPAN_ANNOTATION}"]: {problem}' if problem else None
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """A secret or config map an object makes the operator use on its author's behalf."""
+
+    resource: str  # "secrets" | "configmaps"
+    name: str
+    path: str  # the field that names it, for the message
+
+
+def env_refs(path: str, env: Iterable[Any] | None) -> list[ObjectRef]:
+    refs: list[ObjectRef] = []
+    for i, var in enumerate(env or []):
+        source = (var.get("valueFrom") or {}) if isinstance(var, Mapping) else {}
+        for key, resource in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
+            name = (source.get(key) or {}).get("name")
+            if isinstance(name, str) and name:
+                refs.append(ObjectRef(resource, name, f"{path}[{i}].valueFrom.{key}.name"))
+    return refs
+
+
+def object_refs(kind: str, body: Body | None) -> list[ObjectRef]:
+    """Secrets and config maps the operator would read or mount because this object says so."""
+    spec = _spec(body)
+    refs = env_refs("spec.env", spec.get("env"))
+    if kind in ("computeenvironments", "datalinks"):
+        secret = spec.get("credentialsSecret")
+        if isinstance(secret, str) and secret:
+            refs.append(ObjectRef("secrets", secret, "spec.credentialsSecret"))
+    return refs
+
+
+def new_refs(kind: str, old: Body | None, new: Body) -> list[ObjectRef]:
+    """References this request adds; those already present were checked when they were added."""
+    before = {(r.resource, r.name) for r in object_refs(kind, old)}
+    seen: set[tuple[str, str]] = set()
+    out: list[ObjectRef] = []
+    for ref in object_refs(kind, new):
+        key = (ref.resource, ref.name)
+        if key not in before and key not in seen:
+            seen.add(key)
+            out.append(ref)
+    return out
+
+
+def workspace_settings_name_error(name: str | None) -> str | None:
+    if name == WORKSPACE_SETTINGS_NAME:
+        return None
+    return f'metadata.name: WorkspaceSettings must be named "{WORKSPACE_SETTINGS_NAME}" (one per namespace), not "{name or ""}"'
+
+
+def label_errors(kind: str, old: Body | None, new: Body) -> list[str]:
+    spec, before = _spec(new), _spec(old)
+    errors = reserved_label_errors(
+        "spec.resourceLabels", spec.get("resourceLabels"), before.get("resourceLabels")
+    )
+    if kind == "studios":
+        errors += reserved_removal_errors(
+            "spec.removeResourceLabels", spec.get("removeResourceLabels"), before.get("removeResourceLabels")
+        )
+    return errors
+
+
+def sar_body(
+    userinfo: Mapping[str, Any],
+    namespace: str,
+    verb: str,
+    resource: str,
+    *,
+    group: str = "",
+    name: str | None = None,
+) -> dict[str, Any]:
+    """A SubjectAccessReview asking whether the requesting user may `verb` the resource."""
+    attributes: dict[str, Any] = {"namespace": namespace, "verb": verb, "group": group, "resource": resource}
+    if name:
+        attributes["name"] = name
+    spec: dict[str, Any] = {"resourceAttributes": attributes, "user": userinfo.get("username", "")}
+    if userinfo.get("groups"):
+        spec["groups"] = list(userinfo["groups"])
+    if userinfo.get("uid"):
+        spec["uid"] = userinfo["uid"]
+    if userinfo.get("extra"):
+        spec["extra"] = {k: list(v) for k, v in userinfo["extra"].items()}
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+
+
+# ---------------------------------------------------------------- I/O: identity and reviews
+
+
+@dataclass
+class _State:
+    operator_username: str | None = None
+    api_client: Any = None
+
+
+_state = _State()
+
+
+def set_operator_identity(username: str) -> None:
+    """Requests from this user (the operator itself) pass every studio rule."""
+    _state.operator_username = username
+
+
+def set_api_client(api_client: Any) -> None:
+    """The kubernetes.client.ApiClient used for SubjectAccessReviews and lookups."""
+    _state.api_client = api_client
+
+
+async def discover_identity(api_client: Any) -> str:
+    """Who the operator is authenticated as (authentication.k8s.io/v1 SelfSubjectReview)."""
+    from kubernetes import client
+
+    def review() -> str:
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        api: Any = client.AuthenticationV1Api(api_client)  # a dict body is sent as it is
+        result = api.create_self_subject_review(body, _request_timeout=10)
+        return str(result.status.user_info.username)
+
+    return await asyncio.to_thread(review)
+
+
+async def init_admission(api_client: Any) -> str:
+    """Startup wiring in one call: remember the client, discover and remember our identity."""
+    set_api_client(api_client)
+    username = await discover_identity(api_client)
+    set_operator_identity(username)
+    logger.info("Admission: the operator acts as %r", username)
+    return username
+
+
+def _is_operator(userinfo: Mapping[str, Any]) -> bool:
+    return _state.operator_username is not None and userinfo.get("username") == _state.operator_username
+
+
+def _client() -> Any:
+    if _state.api_client is None:
+        # fail closed: without a client nothing can be checked
+        raise kopf.AdmissionError("the studio operator is still starting; retry in a moment", code=503)
+    return _state.api_client
+
+
+async def access_allowed(
+    userinfo: Mapping[str, Any],
+    namespace: str,
+    verb: str,
+    resource: str,
+    *,
+    group: str = "",
+    name: str | None = None,
+) -> bool:
+    from kubernetes import client
+
+    api_client = _client()
+    body = sar_body(userinfo, namespace, verb, resource, group=group, name=name)
+
+    def review() -> bool:
+        api: Any = client.AuthorizationV1Api(api_client)
+        result = api.create_subject_access_review(body, _request_timeout=10)
+        return bool(result.status and result.status.allowed)
+
+    return await asyncio.to_thread(review)
+
+
+async def _exists(namespace: str, plural: str, name: str) -> bool | None:
+    """True/False when known; None when the lookup itself failed (warnings are best-effort)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    def get() -> bool | None:
+        try:
+            client.CustomObjectsApi(_state.api_client).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, _request_timeout=5
+            )
+        except ApiException as e:
+            return False if e.status == 404 else None
+        return True
+
+    if _state.api_client is None:
+        return None
+    try:
+        return await asyncio.to_thread(get)
+    except Exception:  # a warning is not worth failing an admission over
+        return None
+
+
+async def _workspace_lock(namespace: str) -> bool:
+    from kubernetes import client
+
+    def get() -> bool:
+        obj: Any = client.CustomObjectsApi(_state.api_client).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "workspacesettings", WORKSPACE_SETTINGS_NAME, _request_timeout=5
+        )
+        return bool((obj.get("spec") or {}).get("studioLifespan"))
+
+    if _state.api_client is None:
+        return False
+    try:
+        return await asyncio.to_thread(get)
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _deny(errors: list[str], code: int = 422) -> None:
+    if errors:
+        raise kopf.AdmissionError("; ".join(errors), code=code)
+
+
+def _plain(body: Any) -> dict[str, Any] | None:
+    return None if body is None else dict(body)
+
+
+async def _check_refs(
+    kind: str, old: Body | None, new: Body, userinfo: Mapping[str, Any], namespace: str
+) -> list[str]:
+    """A maintainer who cannot read a secret must not read it through a studio's env or mounts."""
+    errors: list[str] = []
+    for ref in new_refs(kind, old, new):
+        if not await access_allowed(userinfo, namespace, "get", ref.resource, name=ref.name):
+            singular = ref.resource[:-1]
+            errors.append(
+                f'{ref.path}: user "{userinfo.get("username", "")}" cannot get {singular} "{ref.name}" in '
+                f'namespace "{namespace}", so may not make the operator use it'
+            )
+    return errors
+
+
+async def mutate_studio(
+    *,
+    userinfo: Mapping[str, Any],
+    patch: kopf.Patch,
+    operation: str | None = None,
+    old: Any = None,
+    new: Any = None,
+    **_: Any,
+) -> None:
+    value = creator_to_stamp(operation, _plain(old), _plain(new), str(userinfo.get("username", "")))
+    if value is not None:
+        patch.metadata.annotations[CREATED_BY] = value
+
+
+async def validate_studio(
+    *,
+    userinfo: Mapping[str, Any],
+    name: str | None,
+    namespace: str | None,
+    warnings: list[str],
+    operation: str | None = None,
+    old: Any = None,
+    new: Any = None,
+    **_: Any,
+) -> None:
+    if _is_operator(userinfo) or new is None:
+        return
+    old_body, new_body, ns = _plain(old), dict(new), namespace or ""
+    errors = label_errors("studios", old_body, new_body)
+    problem = lifespan_annotation_error(old_body, new_body)
+    if operation == "CREATE":
+        # the mutating webhook stamped it; a later mutating webhook must not have changed it
+        problem = problem or creator_mismatch(new_body, str(userinfo.get("username", "")))
+    elif old_body is not None:
+        problem = problem or created_by_violation(old_body, new_body)
+    _deny([*errors, problem] if problem else errors)
+    if operation == "UPDATE" and old_body is not None:
+        paths = configuration_changes(old_body, new_body)
+        if paths and not await access_allowed(
+            userinfo, ns, rbac.CONFIGURE_VERB, "studios", group=GROUP, name=name
+        ):
+            raise kopf.AdmissionError(configure_denied_message(paths), code=403)
+    _deny(await _check_refs("studios", old_body, new_body, userinfo, ns), code=403)
+    warnings.extend(await studio_warnings(old_body, new_body, ns))
+
+
+async def studio_warnings(old: Body | None, new: Body, namespace: str) -> list[str]:
+    """Not errors (GitOps applies objects in any order), but worth telling the author now."""
+    out: list[str] = []
+    spec, before = _spec(new), _spec(old)
+    env_name = spec.get("computeEnvironment")
+    env_changed = isinstance(env_name, str) and env_name != before.get("computeEnvironment")
+    if env_changed and await _exists(namespace, "computeenvironments", str(env_name)) is False:
+        out.append(
+            f'spec.computeEnvironment: ComputeEnvironment "{env_name}" does not exist in "{namespace}" '
+            "yet; the studio waits (Stalled) until it does"
+        )
+    old_links = {m.get("dataLink") for m in before.get("mounts") or []}
+    for i, mount in enumerate(spec.get("mounts") or []):
+        link = mount.get("dataLink")
+        if link and link not in old_links and await _exists(namespace, "datalinks", link) is False:
+            out.append(f'spec.mounts[{i}].dataLink: DataLink "{link}" does not exist in "{namespace}" yet')
+    value = _annotations(new).get(SESSION_LIFESPAN_ANNOTATION)
+    value_changed = value is not None and value != _annotations(old).get(SESSION_LIFESPAN_ANNOTATION)
+    if value_changed and await _workspace_lock(namespace):
+        out.append(
+            f'metadata.annotations["{SESSION_LIFESPAN_ANNOTATION}"]: ignored, WorkspaceSettings '
+            f'"{WORKSPACE_SETTINGS_NAME}" locks the lifespan of every studio in "{namespace}"'
+        )
+    return out
+
+
+def _validate_kind(kind: str) -> Any:
+    async def validate(
+        *,
+        userinfo: Mapping[str, Any],
+        name: str | None,
+        namespace: str | None,
+        operation: str | None = None,
+        old: Any = None,
+        new: Any = None,
+        **_: Any,
+    ) -> None:
+        if _is_operator(userinfo) or new is None:
+            return
+        old_body, new_body = _plain(old), dict(new)
+        errors = label_errors(kind, old_body, new_body)
+        if kind == "workspacesettings" and operation == "CREATE":
+            problem = workspace_settings_name_error(name or _meta(new_body).get("name"))
+            if problem:
+                errors.append(problem)
+        _deny(errors)
+        _deny(await _check_refs(kind, old_body, new_body, userinfo, namespace or ""), code=403)
+
+    validate.__name__ = validate.__qualname__ = f"validate_{kind}"
+    return validate
+
+
+_registered: set[int] = set()
+
+
+def register_handlers(registry: kopf.OperatorRegistry | None = None) -> None:
+    """Register the webhooks (idempotent). Only when a server is configured: kopf refuses to start
+    with admission handlers and no server."""
+    reg = registry if registry is not None else kopf.get_default_registry()
+    if id(reg) in _registered:
+        return
+    _registered.add(id(reg))
+    ops: list[Any] = ["CREATE", "UPDATE"]
+    kopf.on.mutate(GROUP, VERSION, "studios", id=MUTATE_STUDIO, operations=ops, registry=reg)(mutate_studio)
+    kopf.on.validate(GROUP, VERSION, "studios", id=VALIDATE_STUDIO, operations=ops, registry=reg)(
+        validate_studio
+    )
+    for plural, hid in (
+        ("computeenvironments", VALIDATE_COMPUTE_ENVIRONMENT),
+        ("datalinks", VALIDATE_DATA_LINK),
+        ("workspacesettings", VALIDATE_WORKSPACE_SETTINGS),
+    ):
+        kopf.on.validate(GROUP, VERSION, plural, id=hid, operations=ops, registry=reg)(_validate_kind(plural))
+
+
+# ---------------------------------------------------------------- serving
+
+MODES = ("local", "cluster", "none")
+CLUSTER_CERT_DIR = Path("/etc/studio-operator/tls")
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def build_certificates(hosts: list[str], days: int = 365) -> tuple[bytes, bytes, bytes]:
+    """(serving cert, its key, CA cert) as PEM: a throwaway CA that signs one serving certificate.
+
+    Made with `cryptography` because kopf's own self-signing (certbuilder + oscrypto) fails on
+    OpenSSL 3 machines.
+    """
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("studio-operator webhook CA"))
+        .issuer_name(_name("studio-operator webhook CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([_san(h) for h in dict.fromkeys(hosts)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert.public_bytes(pem), key_pem, ca_cert.public_bytes(pem)
+
+
+def _usable(files: CertFiles, hosts: list[str], margin: dt.timedelta = dt.timedelta(days=7)) -> bool:
+    """Reuse a previous run's certificate while it is valid for these hosts (stable caBundle)."""
+    try:
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        if not (files.key.exists() and files.ca.exists()):
+            return False
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    have = {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
+    have |= set(sans.get_values_for_type(x509.DNSName))
+    wanted = {str(ipaddress.ip_address(h)) if _is_ip(h) else h for h in hosts}
+    return wanted <= have and cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > margin
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def ensure_local_certificates(cert_dir: Path, host: str) -> CertFiles:
+    files = CertFiles(cert_dir / "tls.crt", cert_dir / "tls.key", cert_dir / "ca.crt")
+    hosts = [host, "localhost", "127.0.0.1"]
+    if _usable(files, hosts):
+        return files
+    cert_dir.mkdir(parents=True, exist_ok=True)
+    cert, key, ca = build_certificates(hosts)
+    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    files.cert.write_bytes(cert)
+    files.ca.write_bytes(ca)
+    return files
+
+
+def configure_admission(
+    settings: kopf.OperatorSettings,
+    mode: str,
+    host: str,
+    port: int,
+    cert_dir: Path,
+    *,
+    managed: str | None = None,
+    registry: kopf.OperatorRegistry | None = None,
+) -> kopf.WebhookServer | None:
+    """Serve the webhooks (call from an on.startup handler, or before kopf starts).
+
+    - `local`: HTTPS on `host` (loopback) with a CA and certificate made here in `cert_dir`;
+      kopf registers the Validating/MutatingWebhookConfigurations named `studios.dev` (needs the
+      `studio-operator-webhooks` ClusterRole) and removes them on a clean exit.
+    - `cluster`: listen on 0.0.0.0; `host` is the Service DNS name in the certificate; the files
+      tls.crt, tls.key and (optional) ca.crt come from a mounted Secret in `cert_dir`. kopf's server
+      re-reads them every 60 s and restarts its listener when they change, so a rotated Secret is
+      picked up without a restart. The chart ships the webhook configurations (`managed` None).
+    - `none`: no webhooks (created-by is then never stamped, so private studios grant nobody).
+
+    `port` 0 picks a free port (local mode only makes sense then, since kopf registers the URL).
+    """
+    if mode not in MODES:
+        raise ValueError(f"webhook mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "none":
+        settings.admission.server = None
+        settings.admission.managed = None
+        return None
+    register_handlers(registry)
+    if mode == "local":
+        files = ensure_local_certificates(cert_dir, host)
+        server = kopf.WebhookServer(
+            addr=host,
+            host=host,
+            port=port or None,
+            certfile=str(files.cert),
+            pkeyfile=str(files.key),
+            cafile=str(files.ca),
+        )
+        settings.admission.managed = managed or rbac.MANAGED_WEBHOOK_CONFIG
+    else:
+        cafile = cert_dir / "ca.crt"
+        server = kopf.WebhookServer(
+            addr="0.0.0.0",
+            host=host,
+            port=port or 9443,
+            certfile=str(cert_dir / "tls.crt"),
+            pkeyfile=str(cert_dir / "tls.key"),
+            cafile=str(cafile) if cafile.exists() else None,
+        )
+        settings.admission.managed = managed
+    settings.admission.server = server
+    return server

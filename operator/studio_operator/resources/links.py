@@ -1,0 +1,159 @@
+"""DataLink bodies as studios see them (pure): `link_view`, and what keeps a studio's mounts from starting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..api.kinds import DataLinkSpec, StorageDriver
+from .buckets import InvalidS3Uri, parse_s3_uri
+from .conditions import carry_transition_times, condition, find
+from .context import LinkView, SessionInputs
+
+READY = "Ready"
+PENDING = "Pending"
+
+
+def link_view(name: str, body: Mapping[str, Any] | None) -> LinkView | None:
+    """None when there is no such link. `ready` needs Ready=True for the current generation:
+    a link whose URI just changed is not ready until the operator has checked the new one."""
+    if body is None:
+        return None
+    raw_spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    generation = (body.get("metadata") or {}).get("generation")
+    try:
+        spec = DataLinkSpec.model_validate(raw_spec)
+        bucket, prefix = parse_s3_uri(spec.uri)
+    except (ValidationError, InvalidS3Uri) as exc:
+        return LinkView(
+            name=name,
+            spec=DataLinkSpec.model_construct(uri=str(raw_spec.get("uri", ""))),
+            bucket="",
+            prefix="",
+            region=None,
+            ready=False,
+            reason="InvalidSpec",
+            message=f"data link {name!r} is invalid: {exc}",
+        )
+    cond = find(status.get("conditions"), READY)
+    current = generation is None or status.get("observedGeneration") == generation
+    if cond is None or not current:
+        ready, reason = False, PENDING
+        message = f"data link {name!r} has not been checked yet" + (
+            "" if cond is None else " since it changed"
+        )
+    else:
+        ready = cond.get("status") == "True"
+        reason = str(cond.get("reason") or "")
+        message = str(cond.get("message") or "")
+    return LinkView(
+        name=name,
+        spec=spec,
+        bucket=bucket,
+        prefix=prefix,
+        region=(status.get("region") if current else None) or spec.region,
+        ready=ready,
+        reason=reason,
+        message=message,
+    )
+
+
+def mount_problem(inputs: SessionInputs) -> tuple[str, str] | None:
+    """(reason, message naming the fix) when the studio's mounts cannot be planned, else None.
+
+    The reconciler sets Stalled with this and retries when the data link changes.
+    """
+    storage = inputs.environment.storage
+    mounts = inputs.spec.mounts or []
+    if mounts and storage is not None and storage.driver == StorageDriver.FUSE and not storage.fuse_image:
+        return (
+            "FuseImageMissing",
+            f"ComputeEnvironment {inputs.environment_name!r} uses storage.driver fuse without "
+            "storage.fuseImage: set it to an image with /bin/sh and mount-s3, or use the csi driver",
+        )
+    for mount in mounts:
+        link = inputs.links.get(mount.data_link)
+        if link is None:
+            return (
+                "DataLinkNotFound",
+                f"data link {mount.data_link!r} does not exist in namespace {inputs.studio.namespace!r}: "
+                "create it or remove the mount",
+            )
+        if not link.ready:
+            detail = f"{link.reason}: {link.message}" if link.message else link.reason
+            return (
+                "DataLinkNotReady",
+                f"data link {mount.data_link!r} is not Ready ({detail}); the studio starts once it is",
+            )
+    return None
+
+
+# ------------------------------------------------------------------ DataLink status (for handlers)
+
+
+def link_status(
+    *,
+    generation: int | None,
+    bucket: str | None,
+    prefix: str | None,
+    region: str | None,
+    ready: bool,
+    reason: str,
+    message: str,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The whole DataLink status; lastTransitionTime carried over while Ready keeps its status."""
+    cond = condition(READY, ready, reason, message, generation or 0)
+    conditions = carry_transition_times([cond], (previous or {}).get("conditions"), now)
+    return {
+        "observedGeneration": generation,
+        "bucket": bucket,
+        "prefix": prefix,
+        "region": region,
+        "lastCheckedAt": now,
+        "conditions": conditions,
+    }
+
+
+def status_needs_patch(
+    previous: Mapping[str, Any] | None, new: Mapping[str, Any], *, now: datetime, heartbeat: timedelta
+) -> bool:
+    """Write only on a change; lastCheckedAt alone is refreshed once per `heartbeat` (each status
+    write wakes every watcher of DataLinks, the studio reconciler included)."""
+    old = dict(previous or {})
+
+    def essence(status: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in status.items() if k != "lastCheckedAt"}
+
+    if essence(old) != essence(new):
+        return True
+    checked = _parse_time(old.get("lastCheckedAt"))
+    return checked is None or now - checked >= heartbeat
+
+
+def ready_flip(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The Event to post when Ready changes status (or reason while False): (type, reason, message)."""
+    before = find((previous or {}).get("conditions"), READY) or {}
+    after = find(new.get("conditions"), READY) or {}
+    if before.get("status") == after.get("status") and (
+        after.get("status") == "True" or before.get("reason") == after.get("reason")
+    ):
+        return None
+    if after.get("status") == "True":
+        return ("Normal", READY, str(after.get("message") or ""))
+    return ("Warning", str(after.get("reason") or "NotReady"), str(after.get("message") or ""))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,0 +1,266 @@
+"""The one place that talks to S3 (boto3).
+
+boto3 is synchronous: every call runs in a worker thread (`asyncio.to_thread`) with short
+connect/read timeouts and botocore's standard retry mode, so a slow or dead endpoint never stalls
+the operator's event loop. Credentials travel in `Credentials`, whose repr hides them, and no
+message built here contains them (server messages are not echoed except for unknown errors, and
+then with any credential text removed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.exceptions as bce
+from botocore.config import Config
+
+from .resources.buckets import is_writable, normalise_bucket, parse_s3_uri
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "BucketCheck",
+    "Credentials",
+    "Reason",
+    "check_bucket",
+    "is_writable",
+    "normalise_bucket",
+    "parse_s3_uri",
+]
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 5.0
+MAX_ATTEMPTS = 2
+# Upper bound for one whole check (two calls, each with retries), in case a socket hangs anyway.
+CHECK_TIMEOUT = 45.0
+DEFAULT_REGION = "us-east-1"
+
+
+class Reason(StrEnum):
+    REACHABLE = "BucketReachable"
+    NO_SUCH_BUCKET = "NoSuchBucket"
+    ACCESS_DENIED = "AccessDenied"
+    INVALID_CREDENTIALS = "InvalidCredentials"
+    ENDPOINT_UNREACHABLE = "EndpointUnreachable"
+    CHECK_FAILED = "CheckFailed"
+
+
+_INVALID_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+}
+_ACCESS_DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "AccountProblem"}
+_NO_BUCKET_CODES = {"NoSuchBucket", "404", "NotFound"}
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """Static AWS credentials. repr/str never show them (they end up in tracebacks and logs)."""
+
+    access_key_id: str = field(repr=False)
+    secret_access_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return "Credentials(<hidden>)"
+
+    __str__ = __repr__
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.access_key_id, self.secret_access_key, self.session_token) if s]
+
+
+@dataclass(frozen=True)
+class BucketCheck:
+    ok: bool
+    reason: Reason
+    message: str
+    region: str | None = None  # where the bucket lives, when the endpoint said
+
+
+def _where(endpoint_url: str | None) -> str:
+    return endpoint_url or "AWS S3"
+
+
+def _client(region: str | None, endpoint_url: str | None, credentials: Credentials | None) -> S3Client:
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        # S3-compatible endpoints (MinIO, Ceph, loopback) rarely have per-bucket DNS names.
+        s3={"addressing_style": "path"} if endpoint_url else None,
+        user_agent_extra="studio-operator",
+    )
+    # A fresh session per check: sessions are not thread-safe, and this keeps one link's
+    # credentials from ever being reused for another.
+    session = boto3.session.Session(
+        aws_access_key_id=credentials.access_key_id if credentials else None,
+        aws_secret_access_key=credentials.secret_access_key if credentials else None,
+        aws_session_token=credentials.session_token if credentials else None,
+        region_name=region or DEFAULT_REGION,
+    )
+    return session.client("s3", endpoint_url=endpoint_url or None, config=config)
+
+
+def _location(client: S3Client, bucket: str) -> str | None:
+    """GetBucketLocation: None/"" means us-east-1, "EU" is the legacy name of eu-west-1."""
+    constraint = client.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    if not constraint:
+        return DEFAULT_REGION
+    return "eu-west-1" if constraint == "EU" else str(constraint)
+
+
+def _error(exc: bce.ClientError) -> tuple[str, int, dict[str, str]]:
+    response: Any = exc.response
+    code = str((response.get("Error") or {}).get("Code") or "")
+    meta = response.get("ResponseMetadata") or {}
+    return code, int(meta.get("HTTPStatusCode") or 0), dict(meta.get("HTTPHeaders") or {})
+
+
+def _redact(text: str, credentials: Credentials | None) -> str:
+    for secret in credentials.secrets() if credentials else ():
+        text = text.replace(secret, "<redacted>")
+    return text
+
+
+def _classify(
+    exc: bce.ClientError, bucket: str, endpoint_url: str | None, source: str, credentials: Credentials | None
+) -> BucketCheck:
+    code, status, headers = _error(exc)
+    where = _where(endpoint_url)
+    if code in _INVALID_CREDENTIAL_CODES:
+        return BucketCheck(
+            False,
+            Reason.INVALID_CREDENTIALS,
+            f"{where} rejected the credentials from {source} ({code}): put a valid AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys) there",
+        )
+    if code in _NO_BUCKET_CODES:
+        return BucketCheck(
+            False,
+            Reason.NO_SUCH_BUCKET,
+            f"bucket {bucket!r} does not exist at {where}: check spec.uri"
+            + ("" if endpoint_url else " (and that the bucket is in this AWS partition)"),
+        )
+    if code in _ACCESS_DENIED_CODES:
+        return BucketCheck(
+            False,
+            Reason.ACCESS_DENIED,
+            f"{where} denied access to bucket {bucket!r} with the credentials from {source}: allow "
+            f"s3:ListBucket on arn:aws:s3:::{bucket} (and s3:GetObject, plus s3:PutObject/"
+            "s3:DeleteObject for writable mounts, on its objects) to that identity",
+        )
+    if status == 301 or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
+        actual = headers.get("x-amz-bucket-region")
+        hint = f"set spec.region to {actual}" if actual else "set spec.region to the bucket's region"
+        return BucketCheck(
+            False, Reason.CHECK_FAILED, f"bucket {bucket!r} is in another region: {hint}", region=actual
+        )
+    detail = _redact(str(exc), credentials)[:300]
+    return BucketCheck(
+        False,
+        Reason.CHECK_FAILED,
+        f"checking bucket {bucket!r} at {where} failed ({code or status}): {detail}; "
+        "check spec.endpointURL and the endpoint's logs",
+    )
+
+
+def _check_sync(
+    bucket: str,
+    region: str | None,
+    endpoint_url: str | None,
+    credentials: Credentials | None,
+    source: str,
+) -> BucketCheck:
+    where = _where(endpoint_url)
+    try:
+        client = _client(region, endpoint_url, credentials)
+        try:
+            response: Any = client.head_bucket(Bucket=bucket)
+        except bce.ClientError as exc:
+            code, _, _ = _error(exc)
+            if code.isdigit() and code not in ("404", "301"):
+                # HEAD responses carry no error body: 403 may mean bad keys or a denied policy.
+                # GET ?location returns the real error code (or succeeds where HEAD was denied).
+                try:
+                    _location(client, bucket)
+                except bce.ClientError as detailed:
+                    return _classify(detailed, bucket, endpoint_url, source, credentials)
+            return _classify(exc, bucket, endpoint_url, source, credentials)
+        headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        found = headers.get("x-amz-bucket-region") or response.get("BucketRegion")
+        if not found:
+            try:
+                found = _location(client, bucket)
+            except bce.ClientError:
+                found = None  # listing works but the location is hidden: keep the declared region
+        return BucketCheck(
+            True, Reason.REACHABLE, f"bucket {bucket!r} reached at {where}", region=found or region
+        )
+    except (bce.NoCredentialsError, bce.PartialCredentialsError):
+        return BucketCheck(
+            False,
+            Reason.INVALID_CREDENTIALS,
+            f"no usable credentials in {source}: set spec.credentialsSecret to a Secret with "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the operator credentials",
+        )
+    except (
+        bce.EndpointConnectionError,
+        bce.ConnectTimeoutError,
+        bce.ReadTimeoutError,
+        bce.ConnectionClosedError,
+        bce.SSLError,
+    ) as exc:
+        kind = type(exc).__name__
+        return BucketCheck(
+            False,
+            Reason.ENDPOINT_UNREACHABLE,
+            f"could not reach {where} ({kind}): check spec.endpointURL and that the operator can "
+            "connect to it (network policy, proxy, TLS)",
+        )
+    except (bce.BotoCoreError, ValueError) as exc:
+        detail = _redact(str(exc), credentials)[:300]
+        return BucketCheck(
+            False,
+            Reason.CHECK_FAILED,
+            f"checking bucket {bucket!r} at {where} failed ({type(exc).__name__}): {detail}",
+        )
+
+
+async def check_bucket(
+    bucket: str,
+    *,
+    region: str | None,
+    endpoint_url: str | None,
+    credentials: Credentials | None,
+    source: str = "the operator's own credentials",
+) -> BucketCheck:
+    """HeadBucket (off the event loop); finds the region when the endpoint tells it.
+
+    `source` names where the credentials came from, for messages (e.g. "Secret team-a/s3").
+    """
+    name = normalise_bucket(bucket)
+    try:
+        return await asyncio.wait_for(
+            asyncio.to_thread(_check_sync, name, region, endpoint_url, credentials, source),
+            timeout=CHECK_TIMEOUT,
+        )
+    except TimeoutError:
+        return BucketCheck(
+            False,
+            Reason.ENDPOINT_UNREACHABLE,
+            f"no answer from {_where(endpoint_url)} within {CHECK_TIMEOUT:g}s: check spec.endpointURL",
+        )

@@ -759,7 +759,10 @@ def cmd_up() -> int:
             log(f"cluster already healthy at {health.info.get('apiserver')}: nothing to do")
             log(f"export KUBECONFIG={KUBECONFIG}")
             return 0
-        if read_pids() or INFO.exists() or PKI.exists() or DATA.exists():
+        if health.info.get("state") == "stopped" and not read_pids():
+            log("the previous cluster was stopped: starting a fresh one")
+            wipe()
+        elif read_pids() or INFO.exists() or PKI.exists() or DATA.exists():
             log("existing cluster is not healthy (" + "; ".join(health.reasons) + "): starting fresh")
             stop_all()
             wipe()

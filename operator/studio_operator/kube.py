@@ -82,11 +82,11 @@ def load_config(kubeconfig: str | None = None) -> Configuration:
     config = Configuration()
     try:
         if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)
+            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)  # type: ignore[no-untyped-call]
         else:
-            kubernetes.config.load_incluster_config(client_configuration=config)
+            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_incluster_config(client_configuration=config)
+        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
     config.connection_pool_maxsize = WORKERS
     return config
 
@@ -142,7 +142,7 @@ def _call(method: str, path: str, body: Any, query: list[tuple[str, str]], conte
         resp = api.call_api(
             method_, url, header_params=headers_, body=body_, _request_timeout=REQUEST_TIMEOUT
         )
-        data = resp.read()
+        data = resp.read()  # type: ignore[no-untyped-call]
         status = resp.status
     except ApiException as exc:
         data, status = exc.body, exc.status or 0
@@ -295,7 +295,7 @@ async def post_event(involved: dict[str, Any], type_: str, reason: str, message:
     """A core/v1 Event on an object; failures are logged, never raised (events are best effort)."""
     meta = involved["metadata"]
     now = _now()
-    event = {
+    event: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace") or "default"},

@@ -43,7 +43,13 @@ def env_spec(**spec: Any) -> ComputeEnvironmentSpec:
 def test_env_override_in_place_then_new_names_in_order() -> None:
     inherited = env(("A", "1"), ("B", "2"), ("C", "3"))
     own = env(("Z", "z"), ("B", "studio"), ("Y", "y"))
-    assert flat(merge_env(inherited, own)) == [("A", "1"), ("B", "studio"), ("C", "3"), ("Z", "z"), ("Y", "y")]
+    assert flat(merge_env(inherited, own)) == [
+        ("A", "1"),
+        ("B", "studio"),
+        ("C", "3"),
+        ("Z", "z"),
+        ("Y", "y"),
+    ]
 
 
 def test_env_value_from_overrides_value_and_vice_versa() -> None:

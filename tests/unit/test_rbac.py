@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -12,7 +13,9 @@ from studio_operator.resources import names
 GROUP = "studios.dev"
 
 
-def grants(rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None) -> bool:
+def grants(
+    rules: list[dict[str, Any]], group: str, resource: str, verb: str, name: str | None = None
+) -> bool:
     for r in rules:
         if group not in r["apiGroups"] or resource not in r["resources"] or verb not in r["verbs"]:
             continue
@@ -80,7 +83,7 @@ def test_only_admin_writes_workspace_kinds(kind: str, verb: str) -> None:
 
 def test_each_role_includes_the_previous() -> None:
     roles = [role(n)["rules"] for n in rbac.USER_ROLES]
-    for lower, higher in zip(roles, roles[1:], strict=False):
+    for lower, higher in itertools.pairwise(roles):
         for r in lower:
             assert r in higher
 
@@ -137,7 +140,13 @@ def test_webhooks_role_is_separate_and_named() -> None:
         assert not grants(hooks["rules"], "admissionregistration.k8s.io", kind, "delete", "studios.dev")
 
 
-OWNER = {"apiVersion": "studios.dev/v1alpha1", "kind": "Studio", "name": "rna", "uid": "u-1", "controller": True}
+OWNER = {
+    "apiVersion": "studios.dev/v1alpha1",
+    "kind": "Studio",
+    "name": "rna",
+    "uid": "u-1",
+    "controller": True,
+}
 LABELS = {"app.kubernetes.io/managed-by": "studio-operator", "studios.dev/studio": "rna"}
 
 
@@ -185,7 +194,9 @@ def test_no_subjects_no_binding() -> None:
 # ---------------------------------------------------------------- connect_subjects
 
 
-def rb(role_name: str, *subjects: dict[str, Any], ns: str = "team-a", kind: str = "ClusterRole") -> dict[str, Any]:
+def rb(
+    role_name: str, *subjects: dict[str, Any], ns: str = "team-a", kind: str = "ClusterRole"
+) -> dict[str, Any]:
     return {
         "metadata": {"name": f"{role_name}-binding", "namespace": ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role_name},
@@ -224,7 +235,12 @@ WORKSPACE = [
 
 
 def subjects(**kw: Any) -> list[dict[str, Any]]:
-    args: dict[str, Any] = {"private": False, "creator": "alice", "rolebindings": WORKSPACE, "clusterrolebindings": []}
+    args: dict[str, Any] = {
+        "private": False,
+        "creator": "alice",
+        "rolebindings": WORKSPACE,
+        "clusterrolebindings": [],
+    }
     args.update(kw)
     return rbac.connect_subjects("team-a", **args)
 
@@ -242,7 +258,9 @@ def test_public_is_connect_and_above() -> None:
     assert subjects() == [user("alice"), user("bob"), user("carol"), user("erin")]
 
 
-@pytest.mark.parametrize("role_name", ["studios-connect", "studios-launch", "studios-maintain", "studios-admin"])
+@pytest.mark.parametrize(
+    "role_name", ["studios-connect", "studios-launch", "studios-maintain", "studios-admin"]
+)
 def test_each_role_from_connect_up_grants(role_name: str) -> None:
     assert subjects(rolebindings=[rb(role_name, user("x"))]) == [user("x")]
 

@@ -257,7 +257,11 @@ def test_service() -> None:
     assert svc["apiVersion"] == "v1" and svc["kind"] == "Service"
     assert svc["metadata"]["name"] == "rnaseq"
     assert svc["metadata"]["namespace"] == "team-a"
-    assert svc["metadata"]["labels"] == {"team": "g", MANAGED_BY_KEY: MANAGED_BY_VALUE, STUDIO_LABEL: "rnaseq"}
+    assert svc["metadata"]["labels"] == {
+        "team": "g",
+        MANAGED_BY_KEY: MANAGED_BY_VALUE,
+        STUDIO_LABEL: "rnaseq",
+    }
     assert svc["metadata"]["ownerReferences"] == [OWNER]
     assert svc["spec"]["type"] == "ClusterIP"
     assert svc["spec"]["ports"] == [{"name": "http", "port": 8888, "targetPort": 8888, "protocol": "TCP"}]
@@ -280,7 +284,10 @@ def test_service_applied_hash_is_stable_and_content_sensitive() -> None:
 def test_workspace_claim() -> None:
     assert build_workspace_claim(inputs()) is None
     claim = build_workspace_claim(
-        inputs({"workspaceVolume": {"size": "10Gi", "storageClassName": "standard"}}, {"resourceLabels": {"t": "x"}})
+        inputs(
+            {"workspaceVolume": {"size": "10Gi", "storageClassName": "standard"}},
+            {"resourceLabels": {"t": "x"}},
+        )
     )
     assert claim is not None
     assert claim["kind"] == "PersistentVolumeClaim"

@@ -6,7 +6,7 @@ model says "this list is keyed", "this map has a CEL rule" or "this is a core/v1
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -45,6 +45,9 @@ class KubeModel(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields kept (the API server prunes)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    kind: ClassVar[str] = ""
+    plural: ClassVar[str] = ""
+    short_names: ClassVar[list[str]] = []
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,9 +35,11 @@ def parse_hours_annotation(value: str | None) -> tuple[int | None, str | None]:
     if value is None:
         return None, None
     text = value.strip()
-    if not text.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²" (int() then raises) and other scripts' digits.
+    if not re.fullmatch(r"[0-9]+", text):
         return None, f"{SESSION_LIFESPAN_ANNOTATION}={value!r} is not a whole number of hours (1..120)"
-    hours = int(text)
+    text = text.lstrip("0") or "0"
+    hours = int(text) if len(text) <= 3 else MAX_LIFESPAN_HOURS + 1  # no huge int() conversions
     if not MIN_LIFESPAN_HOURS <= hours <= MAX_LIFESPAN_HOURS:
         return None, f"{SESSION_LIFESPAN_ANNOTATION}={value!r} is out of range (1..120 hours)"
     return hours, None

@@ -159,7 +159,7 @@ def build_pod(inputs: SessionInputs, mounts: MountPlan) -> dict[str, Any]:
         # No workload identity asked for: the studio gets no API token either.
         pod_spec["automountServiceAccountToken"] = False
 
-    pod = {
+    pod: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": _metadata(inputs, names.pod_name(inputs.studio.name, inputs.studio.uid)),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import socket
 import sys
 from datetime import timedelta
 
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     OPTIONS.cert_dir = args.cert_dir
     OPTIONS.peering = args.peering
     OPTIONS.priority = args.priority
+    OPTIONS.identity = f"{socket.gethostname()}@{os.getpid()}"
     OPTIONS.workers = args.workers
     OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)
     OPTIONS.verbose = args.verbose
@@ -59,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.kubeconfig:
-        import os
-
         os.environ["KUBECONFIG"] = args.kubeconfig
     for module in HANDLER_MODULES:
         try:
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=args.priority,
+        identity=OPTIONS.identity,  # type: ignore[arg-type]
         liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
         clusterwide=not args.namespace,
         namespaces=args.namespace,

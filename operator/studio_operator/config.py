@@ -18,6 +18,7 @@ class Options:
     cert_dir: str | None = None
     peering: str | None = None
     priority: int = 0
+    identity: str = ""
     workers: int = 16
     warning_ahead: timedelta = timedelta(minutes=15)
     verbose: bool = False

@@ -51,6 +51,13 @@ class Store:
         self._by_ns[kind][key[0]].add(key[1])
         return True
 
+    def replace(self, kind: str, bodies: list[dict[str, Any]]) -> None:
+        """Make a LIST result the truth for `kind` (objects deleted meanwhile disappear)."""
+        self._objects[kind] = {}
+        self._by_ns[kind] = defaultdict(set)
+        for body in bodies:
+            self.put(kind, body)
+
     def remove(self, kind: str, key: Key, uid: str | None = None) -> None:
         current = self._objects[kind].get(key)
         if current is None:
@@ -165,12 +172,15 @@ async def run_workers(
     reconcile: Callable[[Key], Awaitable[float | None]],
     scheduler: Scheduler,
     workers: int,
+    active: asyncio.Event | None = None,
 ) -> None:
     """`reconcile` returns None when done, or seconds after which to look again (retry/backoff)."""
     failures: dict[Key, int] = defaultdict(int)
 
     async def worker() -> None:
         while True:
+            if active is not None:
+                await active.wait()  # a passive HA replica holds its keys until it may act
             key = await queue.get()
             try:
                 again = await reconcile(key)

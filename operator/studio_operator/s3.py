@@ -214,7 +214,7 @@ def _check_sync(
         return BucketCheck(
             False,
             Reason.INVALID_CREDENTIALS,
-            f"no usable credentials in {source}: set spec.credentialsSecret to a Secret with "
+            f"no AWS credentials found ({source}): set spec.credentialsSecret to a Secret with "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the operator credentials",
         )
     except (

@@ -88,7 +88,10 @@ def ls_rows(studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespac
     rows = []
     ordered = sorted(
         studios,
-        key=lambda s: ((s.get("metadata") or {}).get("namespace", ""), (s.get("metadata") or {}).get("name", "")),
+        key=lambda s: (
+            (s.get("metadata") or {}).get("namespace", ""),
+            (s.get("metadata") or {}).get("name", ""),
+        ),
     )
     for studio in ordered:
         meta = studio.get("metadata") or {}

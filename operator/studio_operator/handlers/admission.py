@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import ipaddress
 import logging
 import os
@@ -644,17 +645,21 @@ def _is_ip(host: str) -> bool:
 
 
 def ensure_local_certificates(cert_dir: Path, host: str) -> CertFiles:
+    """Make (or reuse) the local CA and serving certificate; a lock keeps two operators starting
+    at once from mixing one's key with the other's certificate."""
     files = CertFiles(cert_dir / "tls.crt", cert_dir / "tls.key", cert_dir / "ca.crt")
     hosts = [host, "localhost", "127.0.0.1"]
-    if _usable(files, hosts):
-        return files
     cert_dir.mkdir(parents=True, exist_ok=True)
-    cert, key, ca = build_certificates(hosts)
-    fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    files.cert.write_bytes(cert)
-    files.ca.write_bytes(ca)
+    with open(cert_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _usable(files, hosts):
+            return files
+        cert, key, ca = build_certificates(hosts)
+        fd = os.open(files.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        files.cert.write_bytes(cert)
+        files.ca.write_bytes(ca)
     return files
 
 

@@ -12,6 +12,7 @@ import kopf
 from .. import kube, metrics
 from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE
 from ..config import OPTIONS
+from ..peering import Gate
 from ..runtime import Scheduler, Store, WorkQueue, run_workers
 from .studios import Reconciler
 from .watches import WIRING
@@ -77,26 +78,52 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     await admission.init_admission(kube.client())
     store, queue = Store(), WorkQueue()
     scheduler = Scheduler(queue)
-    for kind, api_version, k, selector in PRIMED:
-        try:
-            for item in await kube.list_(api_version, k, label_selector=selector):
-                store.put(kind, item)
-        except kube.ApiError as exc:
-            log.warning("could not list %s at start-up (%s); relying on the watch", kind, exc)
     WIRING.store, WIRING.queue = store, queue
     reconciler = Reconciler(store, queue, scheduler)
-    for key, _body in store.items("studios"):
-        queue.add(key)
+    gate = Gate()
+
+    async def prime() -> None:
+        """Fill the store from LISTs and queue every studio (at start and on becoming active)."""
+        for kind, api_version, k, selector in PRIMED:
+            try:
+                items = await kube.list_(api_version, k, label_selector=selector)
+            except kube.ApiError as exc:
+                log.warning("could not list %s (%s); relying on the watch", kind, exc)
+                continue
+            store.replace(kind, items)
+        for key, _body in store.items("studios"):
+            queue.add(key)
+
+    if OPTIONS.peering:
+        await _ensure_peering_object(OPTIONS.peering)
+        _tasks.append(
+            asyncio.create_task(
+                gate.watch(OPTIONS.peering, OPTIONS.identity, OPTIONS.priority, prime), name="peering-gate"
+            )
+        )
+    else:
+        await prime()
+        gate.open()
     _tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     _tasks.append(
         asyncio.create_task(
-            run_workers(queue, reconciler.reconcile, scheduler, OPTIONS.workers), name="workers"
+            run_workers(queue, reconciler.reconcile, scheduler, OPTIONS.workers, gate.active), name="workers"
         )
     )
     _tasks.append(asyncio.create_task(_gauges(store, queue, scheduler), name="gauges"))
     if OPTIONS.metrics_port:
         metrics.serve(OPTIONS.metrics_port)
     log.info("studio-operator started: %d studios known", store.count("studios"))
+
+
+async def _ensure_peering_object(name: str) -> None:
+    """kopf writes heartbeats into this object; create it if the installer did not."""
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    try:
+        await kube.request("POST", "/apis/kopf.dev/v1/clusterkopfpeerings", body, retries=1)
+    except kube.ApiError as exc:
+        if exc.status != 409:
+            log.warning("could not create ClusterKopfPeering %s: %s", name, exc)
 
 
 async def _gauges(store: Store, queue: WorkQueue, scheduler: Scheduler) -> None:

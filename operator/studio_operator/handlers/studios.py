@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import kube, metrics
+from .. import kube, metrics, rbac
 from ..api.common import API_VERSION, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
 from ..api.kinds import (
     ComputeEnvironmentSpec,
@@ -43,8 +43,6 @@ from ..resources.session import (
     environment_hash,
 )
 from ..runtime import Key, Scheduler, Store, WorkQueue
-
-from .. import rbac
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,273 @@
+"""Controller machinery (runtime.py): store, coalescing work queue, one deadline scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from studio_operator.runtime import Key, Scheduler, Store, WorkQueue, run_workers
+
+
+def run(coro_fn: Callable[[], Awaitable[None]], timeout: float = 10) -> None:
+    async def main() -> None:
+        await asyncio.wait_for(coro_fn(), timeout)
+
+    asyncio.run(main())
+
+
+def body(name: str, rv: str, uid: str = "u1", ns: str = "ns") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "resourceVersion": rv, "uid": uid}}
+
+
+# ---------------------------------------------------------------- Store
+
+
+def test_store_keeps_the_newest_version() -> None:
+    store = Store()
+    assert store.put("pods", body("p", "5"))
+    assert not store.put("pods", body("p", "4"))  # a late, older event
+    assert store.get("pods", ("ns", "p"))["metadata"]["resourceVersion"] == "5"  # type: ignore[index]
+    assert store.put("pods", body("p", "6"))
+    assert store.put("pods", body("p", "2", uid="u2"))  # a new namesake replaces the old object
+
+
+def test_store_remove_respects_uid() -> None:
+    store = Store()
+    store.put("pods", body("p", "5", uid="new"))
+    store.remove("pods", ("ns", "p"), uid="old")  # deletion of the previous namesake
+    assert store.get("pods", ("ns", "p")) is not None
+    store.remove("pods", ("ns", "p"), uid="new")
+    assert store.get("pods", ("ns", "p")) is None
+    store.remove("pods", ("ns", "p"))  # absent: no error
+
+
+def test_store_per_namespace_index() -> None:
+    store = Store()
+    store.put("studios", body("b", "1", ns="x"))
+    store.put("studios", body("a", "1", ns="x"))
+    store.put("studios", body("c", "1", ns="y"))
+    assert store.names("studios", "x") == ["a", "b"]
+    assert [k for k, _ in store.items("studios", "y")] == [("y", "c")]
+    assert len(list(store.items("studios"))) == 3
+    assert store.count("studios") == 3
+    store.remove("studios", ("x", "a"))
+    assert store.names("studios", "x") == ["b"]
+    assert store.names("studios", "none") == []
+
+
+# ---------------------------------------------------------------- WorkQueue
+
+
+def test_queue_coalesces_pending_keys() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        for _ in range(5):
+            q.add(("ns", "a"))
+        q.add(("ns", "b"))
+        q.add(("ns", "a"))
+        assert len(q) == 2
+        assert await q.get() == ("ns", "a")
+        assert await q.get() == ("ns", "b")
+        q.done(("ns", "a"))
+        q.done(("ns", "b"))
+        assert len(q) == 0
+
+    run(main)
+
+
+def test_queue_key_added_while_active_runs_again_after_done_not_concurrently() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        key = ("ns", "a")
+        q.add(key)
+        assert await q.get() == key
+        q.add(key)  # changed while being processed
+        q.add(key)
+        with contextlib.suppress(TimeoutError):
+            # not handed out while active
+            await asyncio.wait_for(q.get(), 0.05)
+            raise AssertionError("an active key was handed out twice")
+        q.done(key)
+        assert await asyncio.wait_for(q.get(), 1) == key  # exactly once more
+        q.done(key)
+        assert len(q) == 0
+
+    run(main)
+
+
+def test_workers_never_reconcile_the_same_key_concurrently() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        active: set[Key] = set()
+        overlaps: list[Key] = []
+        calls: dict[Key, int] = {}
+
+        async def reconcile(key: Key) -> float | None:
+            if key in active:
+                overlaps.append(key)
+            active.add(key)
+            calls[key] = calls.get(key, 0) + 1
+            await asyncio.sleep(0.01)
+            active.discard(key)
+            return None
+
+        task = asyncio.create_task(run_workers(q, reconcile, sched, workers=8))
+        for _ in range(20):
+            for i in range(4):
+                q.add(("ns", f"s{i}"))
+            await asyncio.sleep(0.002)
+        while len(q):
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert overlaps == []
+        assert set(calls) == {("ns", f"s{i}") for i in range(4)}
+        assert all(n < 20 for n in calls.values()), calls  # coalesced
+
+    run(main)
+
+
+def test_workers_retry_failures_through_the_scheduler() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        attempts: list[float] = []
+        done = asyncio.Event()
+
+        async def reconcile(key: Key) -> float | None:
+            attempts.append(time.monotonic())
+            if len(attempts) < 2:
+                raise RuntimeError("boom")
+            done.set()
+            return None
+
+        tasks = [
+            asyncio.create_task(sched.run()),
+            asyncio.create_task(run_workers(q, reconcile, sched, workers=2)),
+        ]
+        q.add(("ns", "flaky"))
+        await asyncio.wait_for(done.wait(), 5)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert len(attempts) == 2
+        assert attempts[1] - attempts[0] >= 0.9  # backoff 0.5 * 2 ** 1
+        assert len(sched) == 0
+
+    run(main)
+
+
+# ---------------------------------------------------------------- Scheduler
+
+
+async def _collect(q: WorkQueue, n: int) -> list[Key]:
+    out = []
+    for _ in range(n):
+        key = await q.get()
+        q.done(key)
+        out.append(key)
+    return out
+
+
+def test_scheduler_fires_in_deadline_order() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        task = asyncio.create_task(sched.run())
+        now = time.time()
+        sched.at(("ns", "late"), now + 0.30)
+        sched.at(("ns", "early"), now + 0.05)
+        sched.at(("ns", "middle"), now + 0.15)
+        sched.at(("ns", "past"), now - 10)  # overdue: fires at once
+        started = time.monotonic()
+        order = await _collect(q, 4)
+        elapsed = time.monotonic() - started
+        task.cancel()
+        assert order == [("ns", "past"), ("ns", "early"), ("ns", "middle"), ("ns", "late")]
+        assert 0.25 <= elapsed < 2
+        assert len(sched) == 0
+
+    run(main)
+
+
+def test_scheduler_earlier_deadline_wakes_a_long_sleep() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        task = asyncio.create_task(sched.run())
+        sched.at(("ns", "far"), time.time() + 3000)
+        await asyncio.sleep(0.05)  # the scheduler sleeps towards "far"
+        sched.at(("ns", "soon"), time.time() + 0.05)
+        assert await asyncio.wait_for(_collect(q, 1), 2) == [("ns", "soon")]
+        assert sched.deadline(("ns", "far")) is not None
+        task.cancel()
+
+    run(main)
+
+
+def test_scheduler_replacement_keeps_one_deadline_per_key() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        task = asyncio.create_task(sched.run())
+        key = ("ns", "s")
+        now = time.time()
+        sched.at(key, now + 0.05)
+        sched.at(key, now + 0.4)  # moved later (e.g. the session was extended)
+        assert len(sched) == 1
+        assert sched.deadline(key) == now + 0.4
+        await asyncio.sleep(0.2)
+        assert len(q) == 0  # the replaced, earlier deadline did not fire
+        assert await asyncio.wait_for(_collect(q, 1), 2) == [key]
+        await asyncio.sleep(0.1)
+        assert len(q) == 0  # fired once
+        # moved earlier
+        sched.at(key, time.time() + 5)
+        sched.at(key, time.time() + 0.05)
+        assert await asyncio.wait_for(_collect(q, 1), 2) == [key]
+        task.cancel()
+
+    run(main)
+
+
+def test_scheduler_cancel() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        task = asyncio.create_task(sched.run())
+        sched.at(("ns", "gone"), time.time() + 0.05)
+        sched.at(("ns", "kept"), time.time() + 0.15)
+        sched.cancel(("ns", "gone"))
+        sched.cancel(("ns", "never-scheduled"))
+        assert sched.deadline(("ns", "gone")) is None
+        assert await asyncio.wait_for(_collect(q, 1), 2) == [("ns", "kept")]
+        await asyncio.sleep(0.1)
+        assert len(q) == 0
+        task.cancel()
+
+    run(main)
+
+
+def test_scheduler_many_deadlines_one_task() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        task = asyncio.create_task(sched.run())
+        now = time.time()
+        for i in range(5000):
+            sched.at(("ns", f"s{i}"), now + 3600 + i)
+        for i in range(0, 5000, 5):
+            sched.at(("ns", f"s{i}"), now + 0.1)  # 1,000 fall due together
+        for i in range(1, 5000, 5):
+            sched.cancel(("ns", f"s{i}"))
+        fired = await asyncio.wait_for(_collect(q, 1000), 5)
+        assert sorted(fired) == sorted(("ns", f"s{i}") for i in range(0, 5000, 5))
+        assert len(sched) == 3000
+        task.cancel()
+
+    run(main)

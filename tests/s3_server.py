@@ -78,10 +78,8 @@ class S3Server:
         kwargs: dict[str, Any] = {"Bucket": name}
         if region and region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        try:
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(**kwargs)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
         self._created.append(name)
         for key, body in (objects or {}).items():
             client.put_object(Bucket=name, Key=key, Body=body)

@@ -40,7 +40,16 @@ def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
 
 @pytest.mark.parametrize(
     "uri",
-    ["ref", "https://ref/x", "s3://", "s3://ab", "s3://Upper", "s3://a..b", "s3://192.168.1.1", "s3://ref/../x"],
+    [
+        "ref",
+        "https://ref/x",
+        "s3://",
+        "s3://ab",
+        "s3://Upper",
+        "s3://a..b",
+        "s3://192.168.1.1",
+        "s3://ref/../x",
+    ],
 )
 def test_parse_s3_uri_rejects(uri: str) -> None:
     with pytest.raises(InvalidS3Uri):

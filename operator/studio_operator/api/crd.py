@@ -48,6 +48,15 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
 }
 
 ROOT_RULES: dict[str, list[dict[str, str]]] = {
+    # The name is the value of the `studios.dev/studio` label on every object made for the studio
+    # (and the Service's name): label values have at most 63 characters.
+    "Studio": [
+        rule(
+            "size(self.metadata.name) <= 63",
+            "metadata.name: a Studio name has at most 63 characters (it is used as a label value)",
+            reason="FieldValueInvalid",
+        )
+    ],
     WorkspaceSettings.kind: [
         rule(
             "self.metadata.name == 'default'",

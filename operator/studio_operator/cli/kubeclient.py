@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -17,8 +17,8 @@ from urllib3.exceptions import HTTPError
 from ..api.common import GROUP, VERSION
 from .errors import ApiFailure, NotFound
 
-T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
+NO_CRD = f"the studios.{GROUP} API (are the CRDs installed?)"
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Target:
 
 
 def context_namespace(kubeconfig: str | None, context: str | None) -> str:
-    contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
+    contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     chosen = current
     if context:
         chosen = next((c for c in contexts if c.get("name") == context), None)
@@ -41,7 +41,7 @@ def context_namespace(kubeconfig: str | None, context: str | None) -> str:
 
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None) -> Target:
     try:
-        api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        api = config.new_client_from_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
         ns = namespace or context_namespace(kubeconfig, context)
     except (ConfigException, OSError) as exc:
         raise ApiFailure(f"cannot load the kubeconfig: {exc}") from exc
@@ -58,7 +58,7 @@ def api_message(exc: ApiException) -> str:
     return str(message or exc.reason or "")
 
 
-def call(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> T:
+def call(fn: Callable[..., Any], *args: Any, what: str = "", **kwargs: Any) -> Any:
     """Run one API call; map its failures to the plugin's errors (404 -> exit 1, others -> 2)."""
     try:
         return fn(*args, **kwargs)
@@ -78,7 +78,7 @@ class Studios:
         self.custom = client.CustomObjectsApi(target.api)
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
-        return call(
+        result: dict[str, Any] = call(
             self.custom.get_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -87,37 +87,45 @@ class Studios:
             name,
             what=f'studio "{name}" in namespace "{namespace}"',
         )
+        return result
 
     def get_optional(self, plural: str, name: str, namespace: str) -> dict[str, Any] | None:
         try:
-            return call(
+            found: dict[str, Any] = call(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, what=plural
             )
+            return found
         except NotFound:
             return None
 
     def list(self, namespace: str | None) -> list[dict[str, Any]]:
         if namespace is None:
-            result = call(self.custom.list_cluster_custom_object, GROUP, VERSION, "studios")
+            result = call(self.custom.list_cluster_custom_object, GROUP, VERSION, "studios", what=NO_CRD)
         else:
-            result = call(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "studios")
+            result = call(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "studios", what=NO_CRD
+            )
         return list(result.get("items") or [])
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
         try:
-            return call(
-                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, "studios", body
+            created = cast(
+                dict[str, Any],
+                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "studios", body),
             )
-        except ApiFailure as exc:
-            if "409" in exc.message.split(":")[0]:
+        except ApiException as exc:
+            if exc.status == 409:
                 raise ApiFailure(
                     f'studio "{body["metadata"]["name"]}" already exists in namespace "{namespace}"'
                 ) from exc
-            raise
+            raise ApiFailure(f"API error {exc.status}: {api_message(exc)}") from exc
+        except (HTTPError, OSError) as exc:
+            raise ApiFailure(f"cannot reach the API server: {exc}") from exc
+        return created
 
     def patch(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return call(
+        patched: dict[str, Any] = call(
             self.custom.patch_namespaced_custom_object,
             GROUP,
             VERSION,
@@ -128,6 +136,7 @@ class Studios:
             _content_type=MERGE_PATCH,
             what=f'studio "{name}" in namespace "{namespace}"',
         )
+        return patched
 
 
 @contextmanager
@@ -136,4 +145,4 @@ def session(kubeconfig: str | None, context: str | None, namespace: str | None) 
     try:
         yield target
     finally:
-        target.api.close()
+        target.api.close()  # type: ignore[no-untyped-call]

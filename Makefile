@@ -108,3 +108,60 @@ run: venv cluster-binaries ## control plane, CRDs, S3 endpoint, operator, sample
 .PHONY: clean
 clean: operator-down cluster-down ## stop everything and remove .cluster (cached binaries stay)
 	rm -rf .cluster
+
+# --- Install artifacts: CRDs, RBAC, webhooks, Helm chart, kustomize, image (issue 7) ----------
+# Everything under charts/studio-operator/{crds,files} and manifests/{crds,rbac,default/webhooks.yaml}
+# is generated from the code by hack/gen_install.py; tests/unit/test_install_generated.py fails on drift.
+
+HELM := .cluster/bin/helm
+
+.PHONY: crds
+crds: venv ## regenerate crds/ and its copies in the chart and manifests/crds
+	$(PY) hack/gen_install.py crds
+
+.PHONY: rbac
+rbac: venv ## regenerate manifests/rbac and the chart's copy from rbac.py
+	$(PY) hack/gen_install.py rbac
+
+.PHONY: manifests
+manifests: venv ## regenerate every install artifact (CRDs, RBAC, webhook entries, peering CRDs)
+	$(PY) hack/gen_install.py all
+
+.PHONY: lock
+lock: venv ## pin the runtime dependencies for the image (requirements.lock)
+	$(PY) hack/lock_requirements.py
+
+.PHONY: chart-lint
+chart-lint: ## helm lint --strict the chart (helm from `make cluster-binaries`)
+	@test -x $(HELM) || { echo "$(HELM) missing: run make cluster-binaries"; exit 1; }
+	$(HELM) lint --strict charts/studio-operator
+
+.PHONY: plugin-install
+plugin-install: venv ## put kubectl-studio on PATH (~/.local/bin) for `kubectl studio`
+	@mkdir -p $(HOME)/.local/bin
+	ln -sf $(abspath $(VENV)/bin/kubectl-studio) $(HOME)/.local/bin/kubectl-studio
+	@echo "kubectl studio --help   (needs ~/.local/bin on PATH)"
+
+# --- bench: benchmarks (issue 8; bench/run.py, bench/README.md) ------------------------------
+# Sizes and knobs from the environment, e.g. `BENCH_SIZES=100,1000 make bench`. Both write
+# bench/results/latest.{json,md,png}. Other operators running on the same control plane also
+# reconcile the benchmark's studios: BENCH_EXCLUSIVE_WAIT waits for them to end before each phase.
+
+BENCH_SIZES ?= 100,1000,5000
+BENCH_QUICK_SIZES ?= 100
+BENCH_LATENCY_SAMPLES ?= 50
+BENCH_EXCLUSIVE_WAIT ?= 0
+BENCH_ARGS ?=
+BENCH_RUN := $(PY) bench/run.py --latency-samples $(BENCH_LATENCY_SAMPLES) --exclusive-wait $(BENCH_EXCLUSIVE_WAIT)
+
+.PHONY: bench
+bench: venv cluster-up ## full benchmark, N = 100,1000,5000 (BENCH_SIZES; about 30-60 min on 2 CPUs)
+	$(BENCH_RUN) --sizes $(BENCH_SIZES) --label full $(BENCH_ARGS)
+
+.PHONY: bench-quick
+bench-quick: venv cluster-up ## quick benchmark, about 100 studios (a few minutes)
+	$(BENCH_RUN) --sizes $(BENCH_QUICK_SIZES) --label quick $(BENCH_ARGS)
+
+.PHONY: bench-clean
+bench-clean: venv ## delete what interrupted benchmark runs left in the cluster (label studio-bench/run)
+	$(PY) bench/run.py --cleanup

@@ -65,7 +65,9 @@ def webhook_entries() -> dict[str, list[dict[str, Any]]]:
     registry = kopf.OperatorRegistry()
     admission.register_handlers(registry)
     resources = [
-        references.Resource(group=GROUP, version=VERSION, plural=str(m.plural), kind=str(m.kind), namespaced=True)
+        references.Resource(
+            group=GROUP, version=VERSION, plural=str(m.plural), kind=str(m.kind), namespaced=True
+        )
         for m in ALL_KINDS
     ]
     handlers = registry._webhooks.get_all_handlers()
@@ -92,7 +94,10 @@ def webhook_files() -> dict[Path, str]:
     chart_doc += yaml.safe_dump(entries, sort_keys=False)
     labels = {"app.kubernetes.io/name": "studio-operator", "app.kubernetes.io/part-of": "studio-operator"}
     docs = []
-    for key, kind in (("mutating", "MutatingWebhookConfiguration"), ("validating", "ValidatingWebhookConfiguration")):
+    for key, kind in (
+        ("mutating", "MutatingWebhookConfiguration"),
+        ("validating", "ValidatingWebhookConfiguration"),
+    ):
         docs.append(
             {
                 "apiVersion": "admissionregistration.k8s.io/v1",
@@ -122,11 +127,16 @@ GENERATORS: dict[str, Callable[[], dict[Path, str]]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="*", default=["all"], choices=["all", *GENERATORS])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", nargs="*", help=f"all (default) or some of: {', '.join(GENERATORS)}")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
     args = parser.parse_args(argv)
-    chosen = list(GENERATORS) if "all" in args.what else args.what
+    chosen = list(GENERATORS) if not args.what or "all" in args.what else args.what
+    unknown = [w for w in chosen if w not in GENERATORS]
+    if unknown:
+        parser.error(f"unknown: {', '.join(unknown)}")
     stale: list[Path] = []
     for name in chosen:
         for path, text in GENERATORS[name]().items():

@@ -204,19 +204,24 @@ def pod_json(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return result
 
 
-def events(cluster: Cluster, namespace: str, name: str, reason: str | None = None) -> list[client.CoreV1Event]:
+def events(
+    cluster: Cluster, namespace: str, name: str, reason: str | None = None
+) -> list[client.CoreV1Event]:
     items = cluster.core.list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=Studio"
     ).items
     return [e for e in items if reason is None or e.reason == reason]
 
 
-def wait_event(cluster: Cluster, namespace: str, name: str, reason: str, timeout: float = 30) -> client.CoreV1Event:
+def wait_event(
+    cluster: Cluster, namespace: str, name: str, reason: str, timeout: float = 30
+) -> client.CoreV1Event:
     found: list[client.CoreV1Event] = wait_for(
         lambda: events(cluster, namespace, name, reason),
         timeout=timeout,
-        message=lambda: f"Event {reason} on studio {name}; have "
-        f"{[e.reason for e in events(cluster, namespace, name)]}",
+        message=lambda: (
+            f"Event {reason} on studio {name}; have {[e.reason for e in events(cluster, namespace, name)]}"
+        ),
     )
     return found[0]
 

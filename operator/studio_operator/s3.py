@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,12 @@ def _where(endpoint_url: str | None) -> str:
     return endpoint_url or "AWS S3"
 
 
+_session_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+
+
 def _client(region: str | None, endpoint_url: str | None, credentials: Credentials | None) -> S3Client:
+    global _session
     config = Config(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
@@ -104,15 +110,21 @@ def _client(region: str | None, endpoint_url: str | None, credentials: Credentia
         s3={"addressing_style": "path"} if endpoint_url else None,
         user_agent_extra="studio-operator",
     )
-    # A fresh session per check: sessions are not thread-safe, and this keeps one link's
-    # credentials from ever being reused for another.
-    session = boto3.session.Session(
-        aws_access_key_id=credentials.access_key_id if credentials else None,
-        aws_secret_access_key=credentials.secret_access_key if credentials else None,
-        aws_session_token=credentials.session_token if credentials else None,
-        region_name=region or DEFAULT_REGION,
-    )
-    return session.client("s3", endpoint_url=endpoint_url or None, config=config)
+    # One shared session: it caches the service models (a fresh one costs ~0.2 s of CPU per
+    # client). Sessions are not thread-safe, clients are: create clients under a lock. Explicit
+    # keys apply to this client only; without them the session's default chain is used.
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(
+            "s3",
+            region_name=region or DEFAULT_REGION,
+            endpoint_url=endpoint_url or None,
+            config=config,
+            aws_access_key_id=credentials.access_key_id if credentials else None,
+            aws_secret_access_key=credentials.secret_access_key if credentials else None,
+            aws_session_token=credentials.session_token if credentials else None,
+        )
 
 
 def _location(client: S3Client, bucket: str) -> str | None:

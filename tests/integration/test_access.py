@@ -7,8 +7,10 @@ as a real process with its webhooks served locally (`--webhook-mode=local`).
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +31,12 @@ ROLES = {
     "erin": rbac.ADMIN,
 }
 GRANT_TIMEOUT = 60
+ENVIRONMENT = {
+    "apiVersion": f"{GROUP}/{VERSION}",
+    "kind": "ComputeEnvironment",
+    "metadata": {"name": "default-env"},
+    "spec": {"region": "eu-west-1"},
+}
 
 AsUser = Callable[..., client.ApiClient]
 
@@ -97,8 +105,9 @@ def patch_studio(api: client.ApiClient, namespace: str, name: str, patch: Any) -
 
 
 def json_patch_studio(api: client.ApiClient, namespace: str, name: str, ops: list[dict[str, Any]]) -> Any:
-    # CustomObjectsApi picks the content type from the body: a list is sent as a JSON patch
-    return custom(api).patch_namespaced_custom_object(GROUP, VERSION, namespace, "studios", name, ops)
+    return custom(api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "studios", name, ops, _content_type="application/json-patch+json"
+    )
 
 
 def denied(call: Callable[[], Any]) -> ApiException:
@@ -201,16 +210,7 @@ def workspace(
     for user, role in ROLES.items():
         bind(cluster, namespace, user, role)
     custom(as_user("erin")).create_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "computeenvironments",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ComputeEnvironment",
-            "metadata": {"name": "default-env"},
-            "spec": {"region": "eu-west-1"},
-        },
+        GROUP, VERSION, namespace, "computeenvironments", ENVIRONMENT
     )
     webhooks_ready(cluster, as_user, namespace)
     yield namespace
@@ -410,6 +410,7 @@ def test_field_rules_name_the_field(workspace: str, as_user: AsUser) -> None:
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "WorkspaceSettings",
         "metadata": {"name": "other"},
+        "spec": {},
     }
     err = denied(
         lambda: erin.create_namespaced_custom_object(GROUP, VERSION, workspace, "workspacesettings", settings)
@@ -421,3 +422,134 @@ def test_field_rules_name_the_field(workspace: str, as_user: AsUser) -> None:
     body["spec"]["env"] = [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "pw"}}}]
     err = denied(lambda: alice.create_namespaced_custom_object(GROUP, VERSION, workspace, "studios", body))
     assert err.status == 403 and "spec.env[0].valueFrom.secretKeyRef.name" in err.body, err.body
+
+
+# ---------------------------------------------------------------- the operator's own role
+
+
+def operator_kubeconfig(cluster: Cluster, user: str, directory: Path) -> Path:
+    """A kubeconfig for `user`, with a client certificate signed by the local cluster's CA."""
+    import datetime as dt
+
+    import yaml
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki = cluster.kubeconfig.parent / "pki"
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key: Any = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=2))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    for entry in config["users"]:
+        entry["user"] = {
+            "client-certificate-data": base64.b64encode(
+                cert.public_bytes(serialization.Encoding.PEM)
+            ).decode(),
+            "client-key-data": base64.b64encode(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            ).decode(),
+        }
+    path = directory / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def least_privilege_operator(
+    cluster: Cluster, cluster_roles: None, operator_factory: Callable[..., OperatorProcess], tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """The operator as its own user, holding only the generated operator ClusterRoles."""
+    if not (cluster.local and (cluster.kubeconfig.parent / "pki" / "ca.key").exists()):
+        pytest.skip("needs the local control plane's CA to issue the operator a client certificate")
+    user = f"studio-operator-{secrets.token_hex(3)}"
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
+    made = []
+    for role in (rbac.operator_cluster_role(), rbac.operator_webhooks_cluster_role()):
+        apply_cluster_role(cluster, role)
+        name = f"{user}-{role['metadata']['name']}"
+        rbac_api.create_cluster_role_binding(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": name},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role["metadata"]["name"],
+                },
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            }
+        )
+        made.append(name)
+    op = None
+    try:
+        op = operator_factory(kubeconfig=operator_kubeconfig(cluster, user, tmp_path))
+        yield op
+    finally:
+        if op is not None:
+            op.stop()  # first: its clean exit removes its webhooks, which needs the role
+        for name in made:
+            rbac_api.delete_cluster_role_binding(name)
+
+
+def test_operator_needs_only_its_generated_role(
+    cluster: Cluster, namespace: str, least_privilege_operator: OperatorProcess, as_user: AsUser
+) -> None:
+    """With nothing but operator-role.yaml, the operator registers its webhooks, stamps creators,
+    checks `configure` and grants connect (which needs what it grants: the escalation check)."""
+    for user, role in ROLES.items():
+        bind(cluster, namespace, user, role)
+    custom(as_user("erin")).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "computeenvironments", ENVIRONMENT
+    )
+    webhooks_ready(cluster, as_user, namespace)
+    custom(as_user("alice")).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "studios", studio_body("lp", private=True, created_by="mallory")
+    )
+    assert get_studio(cluster, namespace, "lp")["metadata"]["annotations"][CREATED_BY] == "alice"
+    pod = session_pod(cluster, namespace, "lp")
+    expect_connect(cluster, namespace, pod, {"alice": True, "erin": False})
+    err = denied(
+        lambda: patch_studio(as_user("bob"), namespace, "lp", {"spec": {"template": {"image": "x:1"}}})
+    )
+    assert err.status == 403 and "studios-maintain" in err.body
+    patch_studio(as_user("bob"), namespace, "lp", {"spec": {"state": "Stopped"}})
+
+    def stopped() -> bool:
+        status = get_studio(cluster, namespace, "lp").get("status") or {}
+        return status.get("phase") == "Stopped" and not cluster.core.list_namespaced_pod(namespace).items
+
+    wait_for(stopped, 60, 0.3, "the session to end")
+
+    def grant_removed() -> bool:
+        try:
+            client.RbacAuthorizationV1Api(cluster.api_client).read_namespaced_role(
+                names.connect_role_name("lp"), namespace
+            )
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    wait_for(grant_removed, 30, 0.3, "the connect grant to go with the session")
+    forbidden = [
+        line for line in least_privilege_operator.log_text().splitlines() if "forbidden" in line.lower()
+    ]
+    assert not forbidden, "\n".join(forbidden[:20])

@@ -94,7 +94,11 @@ def test_valid_objects_are_accepted(cluster: Cluster, ns: str) -> None:
         ({"template__image": "has space"}, "spec.template.image", "should match"),
         ({"computeEnvironment": "Not_A_Name"}, "spec.computeEnvironment", "should match"),
         ({"mounts": [{"dataLink": "a"}, {"dataLink": "a"}]}, "spec.mounts[1]", "Duplicate value"),
-        ({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}, "spec.env[1]", "Duplicate value"),
+        (
+            {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+            "spec.env[1]",
+            "Duplicate value",
+        ),
         ({"resourceLabels": {"studios.dev/studio": "other"}}, "spec.resourceLabels", "reserved"),
         ({"resourceLabels": {"app.kubernetes.io/managed-by": "me"}}, "spec.resourceLabels", "reserved"),
         ({"removeResourceLabels": ["studios.dev/studio"]}, "spec.removeResourceLabels", "reserved"),
@@ -129,7 +133,12 @@ def test_several_problems_are_reported_together(cluster: Cluster, ns: str) -> No
     ("name", "spec", "field", "words"),
     [
         ("other", {}, "metadata.name", "default"),
-        ("default", {"studioLifespan": {"hours": 0}}, "spec.studioLifespan.hours", "greater than or equal to 1"),
+        (
+            "default",
+            {"studioLifespan": {"hours": 0}},
+            "spec.studioLifespan.hours",
+            "greater than or equal to 1",
+        ),
         ("default", {"studioLifespan": {"hours": 121}}, "spec.studioLifespan.hours", "less than or equal"),
         ("default", {"studioLifespan": {"policy": "Never"}}, "spec.studioLifespan.policy", "Unsupported"),
     ],
@@ -199,5 +208,7 @@ def test_unknown_fields_rejected_by_kubectl_strict_validation(
     assert proc.returncode != 0, proc.stdout
     assert f'unknown field "{field}"' in proc.stderr, proc.stderr
     # without strict validation the field is pruned (a warning), as with any CRD
-    lax = cluster.kubectl("apply", "-n", ns, "--dry-run=server", "--validate=false", "-f", "-", input=manifest)
+    lax = cluster.kubectl(
+        "apply", "-n", ns, "--dry-run=server", "--validate=false", "-f", "-", input=manifest
+    )
     assert lax.returncode == 0

@@ -142,3 +142,17 @@ def test_conditions_are_a_map_keyed_by_type() -> None:
 def test_workspace_settings_must_be_named_default() -> None:
     rules = schema_of("WorkspaceSettings")["x-kubernetes-validations"]
     assert any("self.metadata.name == 'default'" in r["rule"] for r in rules)
+
+
+def test_categories_do_not_shadow_a_plural() -> None:
+    """kubectl expands a category before a resource name: `kubectl get studios` must list studios."""
+    plurals = {c["spec"]["names"]["plural"] for c in crds()}
+    singulars = {c["spec"]["names"]["singular"] for c in crds()}
+    for crd in crds():
+        for category in crd["spec"]["names"].get("categories") or []:
+            assert category not in plurals | singulars | {"all"}, category
+
+
+def test_studio_names_fit_in_a_label_value() -> None:
+    rules = schema_of("Studio")["x-kubernetes-validations"]
+    assert any(r["rule"] == "size(self.metadata.name) <= 63" for r in rules)

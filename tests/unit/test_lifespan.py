@@ -77,7 +77,7 @@ def test_workspace_lock_stop_after_overrides_keep_running_studio() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["0", "121", "-1", "abc", "1.5", "8h", "", " ", "+8", "1e2", "²", "١٢", "８"]
+    "value", ["0", "121", "-1", "abc", "1.5", "8h", "", " ", "+8", "1e2", "\u00b2", "\u0661\u0662", "\uff18"]
 )
 def test_bad_annotation_is_ignored_with_a_problem(value: str) -> None:
     eff = effective_lifespan(STOP_4, value, None)  # never raises
@@ -151,7 +151,7 @@ def test_keep_running_has_no_expiry_and_no_warning() -> None:
 
 def test_warning_default_fifteen_minutes_ahead() -> None:
     expiry = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
-    assert DEFAULT_WARNING == timedelta(minutes=15)
+    assert timedelta(minutes=15) == DEFAULT_WARNING
     assert warning_at(expiry) == datetime(2026, 11, 25, 17, 45, tzinfo=UTC)
     assert warning_at(expiry, timedelta(hours=10)) == datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

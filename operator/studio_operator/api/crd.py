@@ -180,7 +180,9 @@ def crd_for(model: type[KubeModel]) -> dict[str, Any]:
                 "plural": plural,
                 "singular": kind.lower(),
                 "shortNames": model.short_names,
-                "categories": ["studios"],
+                # Not "studios": kubectl expands a category before a plural, so `kubectl get studios`
+                # would list all four kinds (with the wrong columns).
+                "categories": ["studios-all"],
             },
             "versions": [version],
         },

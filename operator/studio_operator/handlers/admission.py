@@ -72,6 +72,14 @@ VALIDATE_STUDIO = "validate-studio"
 VALIDATE_COMPUTE_ENVIRONMENT = "validate-computeenvironment"
 VALIDATE_DATA_LINK = "validate-datalink"
 VALIDATE_WORKSPACE_SETTINGS = "validate-workspacesettings"
+# (handler id, plural, mutating?): what register_handlers() registers.
+WEBHOOKS: tuple[tuple[str, str, bool], ...] = (
+    (MUTATE_STUDIO, "studios", True),
+    (VALIDATE_STUDIO, "studios", False),
+    (VALIDATE_COMPUTE_ENVIRONMENT, "computeenvironments", False),
+    (VALIDATE_DATA_LINK, "datalinks", False),
+    (VALIDATE_WORKSPACE_SETTINGS, "workspacesettings", False),
+)
 
 LAUNCH_MAY_CHANGE = (
     f"{rbac.LAUNCH} may only change spec.state and the {RESTART_ANNOTATION} and "
@@ -533,16 +541,12 @@ def register_handlers(registry: kopf.OperatorRegistry | None = None) -> None:
         return
     _registered.add(id(reg))
     ops: list[Any] = ["CREATE", "UPDATE"]
-    kopf.on.mutate(GROUP, VERSION, "studios", id=MUTATE_STUDIO, operations=ops, registry=reg)(mutate_studio)
-    kopf.on.validate(GROUP, VERSION, "studios", id=VALIDATE_STUDIO, operations=ops, registry=reg)(
-        validate_studio
-    )
-    for plural, hid in (
-        ("computeenvironments", VALIDATE_COMPUTE_ENVIRONMENT),
-        ("datalinks", VALIDATE_DATA_LINK),
-        ("workspacesettings", VALIDATE_WORKSPACE_SETTINGS),
-    ):
-        kopf.on.validate(GROUP, VERSION, plural, id=hid, operations=ops, registry=reg)(_validate_kind(plural))
+    for hid, plural, mutating in WEBHOOKS:
+        if mutating:
+            kopf.on.mutate(GROUP, VERSION, plural, id=hid, operations=ops, registry=reg)(mutate_studio)
+        else:
+            fn = validate_studio if plural == "studios" else _validate_kind(plural)
+            kopf.on.validate(GROUP, VERSION, plural, id=hid, operations=ops, registry=reg)(fn)
 
 
 # ---------------------------------------------------------------- serving

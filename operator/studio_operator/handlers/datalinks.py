@@ -232,6 +232,15 @@ class _Checker:
 
 
 _checkers: dict[str, _Checker] = {}
+# Set while this replica may act (peering.Gate.active); None: standalone, always act.
+_gate: asyncio.Event | None = None
+
+
+def set_gate(active: asyncio.Event | None) -> None:
+    """With high availability, checks run only on the active replica (kopf pauses the watch on
+    standbys, but the per-link tasks run beside kopf)."""
+    global _gate
+    _gate = active
 
 
 async def _run(uid: str, checker: _Checker) -> None:
@@ -240,6 +249,8 @@ async def _run(uid: str, checker: _Checker) -> None:
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(checker.wake.wait(), timeout=delay)
+        if _gate is not None and not _gate.is_set():
+            await _gate.wait()
         checker.wake.clear()
         body = checker.body
         if (body.get("metadata") or {}).get("deletionTimestamp"):

@@ -1,0 +1,390 @@
+"""Install paths against the local API server: the Helm chart (lint, template + server-side dry
+run, install/upgrade/uninstall), the kustomize bases and samples, and the wheel + console scripts
+from a fresh virtualenv (what the Dockerfile does; Docker itself is not on the build machines)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import venv
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kube_helpers import ROOT, Cluster, OperatorProcess, kubectl_binary, wait_for
+
+CHART = ROOT / "charts" / "studio-operator"
+HELM_CANDIDATES = [ROOT / ".cluster" / "bin" / "helm"]
+HELM_OWNER = "meta.helm.sh/release-name"
+
+
+def helm_binary() -> str:
+    for path in HELM_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return str(path)
+    found = shutil.which("helm")
+    if found is None:
+        pytest.fail("helm not found: run `make cluster-binaries` (builds .cluster/bin/helm)")
+    return found
+
+
+def run(
+    argv: list[str], *, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def helm(cluster: Cluster, *args: str, timeout: float = 300) -> str:
+    return run([helm_binary(), f"--kubeconfig={cluster.kubeconfig}", *args], timeout=timeout)
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def template(cluster: Cluster, namespace: str, *sets: str) -> list[dict[str, Any]]:
+    args = ["template", "it", str(CHART), "-n", namespace]
+    for s in sets:
+        args += ["--set", s]
+    return docs(helm(cluster, *args))
+
+
+def server_dry_run(cluster: Cluster, objects: Iterable[dict[str, Any]], tmp: Path) -> str:
+    path = tmp / f"objects-{secrets.token_hex(3)}.yaml"
+    path.write_text(yaml.safe_dump_all(list(objects), sort_keys=False))
+    binary = kubectl_binary()
+    assert binary, "kubectl not found"
+    return run(
+        [
+            binary,
+            f"--kubeconfig={cluster.kubeconfig}",
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=studio-install-test",
+            "--dry-run=server",
+            "-f",
+            str(path),
+        ]
+    )
+
+
+def retarget(objects: list[dict[str, Any]], old: str, new: str) -> list[dict[str, Any]]:
+    """Move a rendered base from namespace `old` to `new` (the test's fresh namespace)."""
+    out = []
+    for obj in objects:
+        if obj["kind"] == "Namespace":
+            continue
+        text = yaml.safe_dump(obj).replace(f"namespace: {old}\n", f"namespace: {new}\n")
+        text = text.replace(f".{old}.svc", f".{new}.svc")
+        out.append(yaml.safe_load(text))
+    return out
+
+
+def owned_by_someone_else(cluster: Cluster, name: str) -> bool:
+    try:
+        role = client.RbacAuthorizationV1Api(cluster.api_client).read_cluster_role(name)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return HELM_OWNER not in (role.metadata.annotations or {})
+
+
+# ---------------------------------------------------------------- Helm
+
+
+def test_helm_lint_strict(cluster: Cluster) -> None:
+    for values in (
+        [],
+        ["--set", "replicas=3"],
+        ["--set", "webhook.certManager.enabled=true"],
+        ["--set", "webhook.enabled=false,metrics.serviceMonitor.enabled=true"],
+    ):
+        out = run([helm_binary(), "lint", "--strict", str(CHART), *values])
+        assert "0 chart(s) failed" in out
+
+
+def test_helm_template_passes_server_dry_run(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    objects = template(cluster, namespace)
+    kinds = sorted({o["kind"] for o in objects})
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "MutatingWebhookConfiguration",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "ValidatingWebhookConfiguration",
+    ]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    spec = deployment["spec"]
+    assert spec["strategy"] == {"type": "Recreate"} and spec["replicas"] == 1
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 65532
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {"name": "health", "containerPort": 8089, "protocol": "TCP"} in container["ports"]
+    assert "--webhook-mode=cluster" in container["args"] and not any(
+        a.startswith("--peering") for a in container["args"]
+    )
+    operator_role = next(
+        o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "it-studio-operator"
+    )
+    for rule in operator_role["rules"]:
+        for field in ("apiGroups", "resources", "verbs"):
+            assert "*" not in rule[field]
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "ClusterRole"} >= {
+        "studios-view",
+        "studios-connect",
+        "studios-launch",
+        "studios-maintain",
+        "studios-admin",
+    }
+    secret = next(o for o in objects if o["kind"] == "Secret")
+    for hook_config in (o for o in objects if o["kind"].endswith("WebhookConfiguration")):
+        for hook in hook_config["webhooks"]:
+            assert hook["failurePolicy"] == "Fail"
+            assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+            assert hook["clientConfig"]["service"]["namespace"] == namespace
+    out = server_dry_run(cluster, objects, tmp_path)
+    assert "(server dry run)" in out
+
+    # cert-manager, webhooks off and metrics variants also render to valid objects (the
+    # cert-manager and ServiceMonitor kinds themselves need CRDs this cluster does not have)
+    variant = template(cluster, namespace, "webhook.certManager.enabled=true", "webhook.failurePolicy=Ignore")
+    assert {"Certificate", "Issuer"} <= {o["kind"] for o in variant}
+    assert all(
+        o["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        == f"{namespace}/it-studio-operator-webhook"
+        for o in variant
+        if o["kind"].endswith("WebhookConfiguration")
+    )
+    server_dry_run(cluster, [o for o in variant if o["apiVersion"] != "cert-manager.io/v1"], tmp_path)
+    bare = template(cluster, namespace, "webhook.enabled=false", "metrics.enabled=false")
+    assert not {"Secret", "Service", "ValidatingWebhookConfiguration"} & {o["kind"] for o in bare}
+    assert (
+        "--webhook-mode=none"
+        in next(o for o in bare if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0][
+            "args"
+        ]
+    )
+    server_dry_run(cluster, bare, tmp_path)
+
+
+def test_helm_template_high_availability(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    objects = template(cluster, namespace, "replicas=2")
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--peering=studio-operator" in container["args"]
+    assert container["command"][:2] == ["/bin/sh", "-c"] and "--priority=" in container["command"][2]
+    crds = {o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"}
+    assert crds == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    peering = next(o for o in objects if o["kind"] == "ClusterKopfPeering")
+    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    server_dry_run(cluster, [o for o in objects if o["kind"] != "ClusterKopfPeering"], tmp_path)
+    fixed = template(cluster, namespace, "replicas=2", "peering.priority=100", "peering.installCRDs=false")
+    container = next(o for o in fixed if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert "command" not in container and "--priority=100" in container["args"]
+    assert not [o for o in fixed if o["kind"] == "CustomResourceDefinition"]
+
+
+def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> None:
+    release = f"it-{secrets.token_hex(3)}"
+    fullname = f"{release}-studio-operator"
+    # The studios-* roles are cluster-wide; when other tests created them outside Helm, Helm
+    # would refuse to adopt them, so this release then leaves them out.
+    user_roles = not owned_by_someone_else(cluster, "studios-view")
+    sets = [
+        # only objects in this test's namespace go through the (not really running) webhook
+        f"webhook.namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name={namespace}",
+        f"rbac.userRoles={str(user_roles).lower()}",
+    ]
+    args = [a for s in sets for a in ("--set", s)]
+    helm(cluster, "install", release, str(CHART), "-n", namespace, *args)
+    try:
+        apps = client.AppsV1Api(cluster.api_client)
+        core, rbac_api = cluster.core, client.RbacAuthorizationV1Api(cluster.api_client)
+        admission = client.AdmissionregistrationV1Api(cluster.api_client)
+        deployment = apps.read_namespaced_deployment(fullname, namespace)
+        assert deployment.spec.template.spec.service_account_name == fullname
+        core.read_namespaced_service_account(fullname, namespace)
+        core.read_namespaced_service(f"{fullname}-webhook", namespace)
+        core.read_namespaced_service(f"{fullname}-metrics", namespace)
+        secret = core.read_namespaced_secret(f"{fullname}-webhook-tls", namespace)
+        assert set(secret.data) == {"tls.crt", "tls.key", "ca.crt"}
+        rbac_api.read_cluster_role(fullname)
+        binding = rbac_api.read_cluster_role_binding(fullname)
+        assert binding.subjects[0].name == fullname and binding.subjects[0].namespace == namespace
+        if user_roles:
+            rbac_api.read_cluster_role("studios-admin")
+        validating = admission.read_validating_webhook_configuration(fullname)
+        mutating = admission.read_mutating_webhook_configuration(fullname)
+        paths = sorted(h.client_config.service.path for h in [*validating.webhooks, *mutating.webhooks])
+        assert paths == [
+            "/mutate-studio",
+            "/validate-computeenvironment",
+            "/validate-datalink",
+            "/validate-studio",
+            "/validate-workspacesettings",
+        ]
+        first_ca = base64.b64decode(secret.data["ca.crt"])
+        assert base64.b64decode(validating.webhooks[0].client_config.ca_bundle) == first_ca
+        # the controller-manager makes a ReplicaSet and a pod (kwok "runs" it: no real container)
+        wait_for(
+            lambda: apps.read_namespaced_deployment(fullname, namespace).status.replicas,
+            timeout=60,
+            message="the Deployment's ReplicaSet to create a pod",
+        )
+
+        # upgrade = certificate rotation; the previous CA stays in the bundle for the roll-over
+        helm(cluster, "upgrade", release, str(CHART), "-n", namespace, *args)
+        rotated = core.read_namespaced_secret(f"{fullname}-webhook-tls", namespace)
+        new_ca = base64.b64decode(rotated.data["ca.crt"])
+        assert new_ca != first_ca
+        bundle = base64.b64decode(
+            admission.read_mutating_webhook_configuration(fullname).webhooks[0].client_config.ca_bundle
+        )
+        assert new_ca.strip() in bundle and first_ca.strip() in bundle
+        checksum = apps.read_namespaced_deployment(fullname, namespace).spec.template.metadata.annotations
+        assert (
+            checksum["checksum/webhook-tls"]
+            != deployment.spec.template.metadata.annotations["checksum/webhook-tls"]
+        )
+    finally:
+        helm(cluster, "uninstall", release, "-n", namespace, "--wait", "--timeout=120s")
+
+    def gone(read: Any, *a: Any) -> bool:
+        try:
+            read(*a)
+        except ApiException as e:
+            return e.status == 404
+        return False
+
+    assert gone(
+        client.AdmissionregistrationV1Api(cluster.api_client).read_validating_webhook_configuration, fullname
+    )
+    assert gone(client.RbacAuthorizationV1Api(cluster.api_client).read_cluster_role, fullname)
+    assert gone(client.AppsV1Api(cluster.api_client).read_namespaced_deployment, fullname, namespace)
+
+
+# ---------------------------------------------------------------- kustomize
+
+
+def kustomize(path: Path) -> list[dict[str, Any]]:
+    binary = kubectl_binary()
+    assert binary, "kubectl not found"
+    return docs(run([binary, "kustomize", str(path)]))
+
+
+def test_kustomize_default_passes_server_dry_run(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    objects = kustomize(ROOT / "manifests" / "default")
+    kinds = {o["kind"] for o in objects}
+    assert kinds == {
+        "Namespace",
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    }
+    assert "studio-operator-webhooks" not in {o["metadata"]["name"] for o in objects}
+    namespaced = [o for o in objects if o["kind"] in ("Deployment", "Service", "ServiceAccount")]
+    assert all(o["metadata"]["namespace"] == "studio-system" for o in namespaced)
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == "studio-operator-webhook-tls"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "studio-operator:0.1.0"
+    out = server_dry_run(cluster, retarget(objects, "studio-system", namespace), tmp_path)
+    assert "deployment.apps/studio-operator serverside-applied (server dry run)" in out
+    cert_manager = kustomize(ROOT / "manifests" / "cert-manager")
+    assert {"Certificate", "Issuer"} <= {o["kind"] for o in cert_manager}
+
+
+def test_samples_pass_server_dry_run(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    objects = kustomize(ROOT / "manifests" / "samples")
+    kinds = [o["kind"] for o in objects]
+    assert "ComputeEnvironment" in kinds and kinds.count("Studio") >= 3
+    for obj in objects:
+        obj["metadata"]["namespace"] = namespace
+    out = server_dry_run(cluster, objects, tmp_path)
+    assert out.count("(server dry run)") == len(objects)
+
+
+# ---------------------------------------------------------------- wheel and image steps
+
+
+@pytest.mark.timeout(900)
+def test_wheel_installs_into_a_fresh_virtualenv(cluster: Cluster) -> None:
+    """Slow-ish (builds the wheel, installs the pinned dependencies): the Dockerfile's steps."""
+    with tempfile.TemporaryDirectory(prefix="studio-wheel-") as tmp:
+        work = Path(tmp)
+        src = work / "src"
+        shutil.copytree(
+            ROOT / "operator", src / "operator", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+        )
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, src / name)
+        run([sys.executable, "-m", "build", "--wheel", "--outdir", str(work / "dist"), str(src)], timeout=600)
+        wheels = list((work / "dist").glob("studio_operator-*.whl"))
+        assert len(wheels) == 1, wheels
+        import zipfile
+
+        names = zipfile.ZipFile(wheels[0]).namelist()
+        assert "studio_operator/data/argocd-health.lua" in names and "studio_operator/cli/main.py" in names
+
+        venv.EnvBuilder(with_pip=True).create(work / "venv")
+        bin_dir = work / "venv" / "bin"
+        pip = [
+            str(bin_dir / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+        ]
+        run([*pip, "-r", str(ROOT / "requirements.lock")], timeout=600)
+        run([*pip, str(wheels[0])], timeout=300)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["KUBECONFIG"] = str(cluster.kubeconfig)
+        assert "run" in run([str(bin_dir / "studio-operator"), "--help"], env=env, cwd=work)
+        assert "--webhook-mode" in run([str(bin_dir / "studio-operator"), "run", "--help"], env=env, cwd=work)
+        assert "describe" in run([str(bin_dir / "kubectl-studio"), "--help"], env=env, cwd=work)
+        # every runtime import resolves from the pinned set (what `pip install --no-deps` in the image gets)
+        run(
+            [
+                str(bin_dir / "python"),
+                "-c",
+                "import studio_operator.__main__ as m; import studio_operator.handlers.lifecycle, "
+                "studio_operator.handlers.admission, studio_operator.cli.main",
+            ],
+            env=env,
+            cwd=work,
+        )
+        run([str(bin_dir / "kubectl-studio"), "ls", "-A"], env=env, cwd=work)
+        run([str(bin_dir / "python"), "-m", "pip", "check"], env=env, cwd=work)

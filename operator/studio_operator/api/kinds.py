@@ -90,6 +90,7 @@ class Storage(KubeModel):
     fuse_image: str | None = Field(default=None, max_length=1024)
     metadata_ttl_seconds: int | None = Field(
         default=None,
+        alias="metadataTTLSeconds",
         ge=0,
         le=86400,
         description="How long directory listings and metadata are cached; 0 re-reads the bucket each time.",

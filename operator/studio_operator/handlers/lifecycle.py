@@ -95,6 +95,9 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
             queue.add(key)
 
     if OPTIONS.peering:
+        from . import datalinks
+
+        datalinks.set_gate(gate.active)  # standby replicas do not check links either
         await _ensure_peering_object(OPTIONS.peering)
         _tasks.append(
             asyncio.create_task(

@@ -328,15 +328,19 @@ class Reconciler:
         if inputs is not None:
             try:
                 plan = plan_mounts(inputs)
-            except (NotImplementedError, ValueError) as exc:
-                inputs, problem = None, self._stalled("MountsInvalid", f"{exc}")
+            except ValueError as exc:
+                inputs, problem = None, self._stalled(getattr(exc, "reason", "MountsInvalid"), f"{exc}")
 
         session = dict(status.get("session") or {})
         if pod is None:
             if problem is not None or inputs is None:
                 assert problem is not None
                 return problem
-            pod = await self._start_session(body, inputs, plan)
+            try:
+                pod = await self._start_session(body, inputs, plan)
+            except RetryLater as wait:
+                self.scheduler.at((ns, name), time.time() + 1.0)
+                return Outcome(Phase.STARTING, "PreparingStorage", str(wait), reconciling=True)
             session = {
                 "podName": pod["metadata"]["name"],
                 "startedAt": ls.format_time(ls.now()),
@@ -497,10 +501,7 @@ class Reconciler:
                 ],
             )
             self.store.put("studios", patched)
-        for pv in plan.persistent_volumes:
-            await self._apply_if_changed("persistentvolumes", pv)
-        for claim in plan.claims:
-            await self._apply_if_changed("persistentvolumeclaims", claim)
+        await self._converge_data_volumes(meta["namespace"], meta["name"], plan)
         workspace = build_workspace_claim(inputs)
         if workspace is not None:
             existing = self.store.get(
@@ -512,6 +513,37 @@ class Reconciler:
         pod = await self._create_or_adopt("pods", build_pod(inputs, plan))
         metrics.SESSIONS_STARTED.inc()
         return pod
+
+    async def _converge_data_volumes(self, ns: str, name: str, plan: MountPlan) -> None:
+        """Data PVs and claims between sessions: create what is missing, replace what changed
+        (their storage fields are immutable), remove those of links no longer mounted."""
+        wanted_pvs = {pv["metadata"]["name"]: pv for pv in plan.persistent_volumes}
+        wanted_claims = {c["metadata"]["name"]: c for c in plan.claims}
+        stale = False
+        for (_, claim_name), claim in list(self.store.items("persistentvolumeclaims", ns)):
+            labels = claim["metadata"].get("labels") or {}
+            if labels.get(STUDIO_LABEL) != name or DATA_LINK_LABEL not in labels:
+                continue
+            want = wanted_claims.get(claim_name)
+            if want is None or _hash_of(claim) != _hash_of(want):
+                await kube.delete("v1", "PersistentVolumeClaim", ns, claim_name)
+                stale = True
+        for (_, pv_name), pv in list(self.store.items("persistentvolumes", "")):
+            labels = pv["metadata"].get("labels") or {}
+            if labels.get(STUDIO_LABEL) != name or labels.get(NAMESPACE_LABEL) != ns:
+                continue
+            want = wanted_pvs.get(pv_name)
+            if want is None or _hash_of(pv) != _hash_of(want):
+                await kube.delete("v1", "PersistentVolume", None, pv_name)
+                stale = True
+        if stale:
+            # Deletion finishes asynchronously; the next pass (woken by the delete events or the
+            # retry) creates the new objects under the same names.
+            raise RetryLater("replacing the data volumes of changed or removed mounts")
+        for pv in plan.persistent_volumes:
+            await self._apply_if_changed("persistentvolumes", pv)
+        for claim in plan.claims:
+            await self._apply_if_changed("persistentvolumeclaims", claim)
 
     async def _create_or_adopt(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -739,6 +771,15 @@ class Reconciler:
         except kube.ApiError as exc:
             if exc.status not in (404, 422):
                 raise
+
+
+class RetryLater(Exception):
+    """Not an error: the reconcile waits for something asynchronous and looks again soon."""
+
+
+def _hash_of(obj: dict[str, Any]) -> str | None:
+    value = (obj["metadata"].get("annotations") or {}).get(APPLIED_HASH)
+    return str(value) if value is not None else None
 
 
 def _hashed(obj: dict[str, Any]) -> dict[str, Any]:

@@ -48,13 +48,6 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
 }
 
 ROOT_RULES: dict[str, list[dict[str, str]]] = {
-    "Studio": [
-        rule(
-            "size(self.metadata.name) <= 63",
-            "metadata.name: a Studio name is at most 63 characters (it becomes a label value and a Service name)",
-            reason="FieldValueInvalid",
-        )
-    ],
     # The name is the value of the `studios.dev/studio` label on every object made for the studio
     # (and the Service's name): label values have at most 63 characters.
     "Studio": [

@@ -8,11 +8,9 @@ import base64
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import venv
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,64 +19,10 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kube_helpers import ROOT, Cluster, OperatorProcess, kubectl_binary, wait_for
+from install_helpers import CHART, helm, helm_binary, kustomize, run, server_dry_run, template
+from kube_helpers import ROOT, Cluster, OperatorProcess, wait_for
 
-CHART = ROOT / "charts" / "studio-operator"
-HELM_CANDIDATES = [ROOT / ".cluster" / "bin" / "helm"]
 HELM_OWNER = "meta.helm.sh/release-name"
-
-
-def helm_binary() -> str:
-    for path in HELM_CANDIDATES:
-        if os.access(path, os.X_OK):
-            return str(path)
-    found = shutil.which("helm")
-    if found is None:
-        pytest.fail("helm not found: run `make cluster-binaries` (builds .cluster/bin/helm)")
-    return found
-
-
-def run(
-    argv: list[str], *, timeout: float = 300, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
-    assert proc.returncode == 0, f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def helm(cluster: Cluster, *args: str, timeout: float = 300) -> str:
-    return run([helm_binary(), f"--kubeconfig={cluster.kubeconfig}", *args], timeout=timeout)
-
-
-def docs(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d]
-
-
-def template(cluster: Cluster, namespace: str, *sets: str) -> list[dict[str, Any]]:
-    args = ["template", "it", str(CHART), "-n", namespace]
-    for s in sets:
-        args += ["--set", s]
-    return docs(helm(cluster, *args))
-
-
-def server_dry_run(cluster: Cluster, objects: Iterable[dict[str, Any]], tmp: Path) -> str:
-    path = tmp / f"objects-{secrets.token_hex(3)}.yaml"
-    path.write_text(yaml.safe_dump_all(list(objects), sort_keys=False))
-    binary = kubectl_binary()
-    assert binary, "kubectl not found"
-    return run(
-        [
-            binary,
-            f"--kubeconfig={cluster.kubeconfig}",
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=studio-install-test",
-            "--dry-run=server",
-            "-f",
-            str(path),
-        ]
-    )
 
 
 def retarget(objects: list[dict[str, Any]], old: str, new: str) -> list[dict[str, Any]]:
@@ -288,12 +232,6 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
 
 
 # ---------------------------------------------------------------- kustomize
-
-
-def kustomize(path: Path) -> list[dict[str, Any]]:
-    binary = kubectl_binary()
-    assert binary, "kubectl not found"
-    return docs(run([binary, "kustomize", str(path)]))
 
 
 def test_kustomize_default_passes_server_dry_run(cluster: Cluster, namespace: str, tmp_path: Path) -> None:

@@ -136,3 +136,24 @@ def test_other_containers_exit_does_not_name_the_studio() -> None:
 def test_deleting_pod_is_terminating_whatever_its_phase() -> None:
     for phase in ("Pending", "Running", "Failed"):
         assert pod_state(pod(phase, deleting=True)).kind == "terminating"
+
+
+def test_unbound_claims_are_a_wait_not_an_error() -> None:
+    from studio_operator.resources.podstate import pod_state as _state
+
+    pod = {
+        "metadata": {"name": "p", "resourceVersion": "1"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.",
+                }
+            ],
+        },
+    }
+    assert _state(pod).kind == "starting"
+    assert _state(pod).reason == "WaitingForVolumes"

@@ -59,6 +59,13 @@ def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
     return link_view(name, body)
 
 
+STALE_RETRY_SECONDS = 1.0
+
+
+class StaleStudio(Exception):
+    """The studio changed since this reconcile read it; look again at the newer version."""
+
+
 @dataclass
 class Outcome:
     """What one reconcile decided to report."""
@@ -91,16 +98,23 @@ class Reconciler:
         started = time.perf_counter()
         try:
             return await self._reconcile(key)
+        except StaleStudio:
+            # Someone else wrote the studio since it was read: its watch event queues it again
+            # (with the newer body); the retry here is only a safety net.
+            return STALE_RETRY_SECONDS
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
     async def _reconcile(self, key: Key) -> float | None:
         ns, name = key
-        body = self.store.get("studios", key)
-        if body is None:
+        stored = self.store.get("studios", key)
+        if stored is None:
             self.scheduler.cancel(key)
             await self._delete_volumes(ns, name)
             return None
+        # A private copy of the parts this pass updates after its own writes (resourceVersion,
+        # status), so that later writes in the same pass are checked against them.
+        body = {**stored, "metadata": dict(stored["metadata"])}
         meta = body["metadata"]
         if meta.get("deletionTimestamp"):
             self.scheduler.cancel(key)
@@ -501,6 +515,7 @@ class Reconciler:
                 ],
             )
             self.store.put("studios", patched)
+            meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
         await self._converge_data_volumes(meta["namespace"], meta["name"], plan)
         workspace = build_workspace_claim(inputs)
         if workspace is not None:
@@ -721,9 +736,26 @@ class Reconciler:
         old = body.get("status") or {}
         if _same_status(old, new):
             return
-        # Merge patch: explicit nulls clear fields that no longer apply.
-        patched = await kube.patch_status("Studio", meta["namespace"], meta["name"], new)
+        # Merge patch: explicit nulls clear fields that no longer apply. The resourceVersion makes
+        # it conditional: a status computed from an outdated studio (e.g. before an administrator
+        # changed status.session.startedAt, or while another operator instance acted) is never
+        # written, and its events (SessionExpired ...) are never posted twice.
+        try:
+            patched = await kube.merge_patch(
+                API_VERSION,
+                "Studio",
+                meta["namespace"],
+                meta["name"],
+                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": new},
+                subresource="status",
+            )
+        except kube.ApiError as exc:
+            if exc.status == 409:
+                raise StaleStudio(f"{meta['namespace']}/{meta['name']}") from exc
+            raise
         self.store.put("studios", patched)
+        meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
+        body["status"] = patched.get("status") or new
         for type_, reason, message in outcome.events:
             await kube.post_event(body, type_, reason, message)
         stalled_before = find(old.get("conditions"), "Stalled")

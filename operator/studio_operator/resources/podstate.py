@@ -56,6 +56,9 @@ def pod_state(pod: dict[str, Any]) -> PodState:
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
     scheduled = conditions.get("PodScheduled")
     if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        if "unbound immediate PersistentVolumeClaims" in (scheduled.get("message") or ""):
+            # The claims are being bound (static data volumes bind within seconds): not an error.
+            return PodState("starting", "WaitingForVolumes", "waiting for the session's volumes to be bound")
         return PodState(
             "errored", "Unschedulable", scheduled.get("message") or "no node can run the session pod"
         )

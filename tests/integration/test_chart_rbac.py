@@ -1,0 +1,175 @@
+"""The chart's RBAC is enough: the operator runs with a token of the chart's ServiceAccount (bound
+to the chart's ClusterRole, nothing else) and the core scenario works.
+
+If this fails with a 403 in the operator log, the log line names the missing permission: fix it in
+operator/studio_operator/rbac.py and run `make rbac`.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+import studio_helpers as sh
+from install_helpers import CHART, helm, kubectl
+from kube_helpers import Cluster, OperatorProcess, wait_for
+
+FORBIDDEN = re.compile(r"(403|[Ff]orbidden)")
+
+
+def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    """The admin kubeconfig's server and CA, authenticated with `token` only."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
+    ca = {k: v for k, v in server.items() if k.startswith("certificate-authority")}
+    if "certificate-authority" in ca and not Path(ca["certificate-authority"]).is_absolute():
+        ca["certificate-authority"] = str((cluster.kubeconfig.parent / ca["certificate-authority"]).resolve())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server["server"], **ca}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
+        "current-context": "c",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def chart_identity(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(service account name, kubeconfig with its token): the chart's SA, ClusterRole and binding."""
+    fullname = f"rbac-{secrets.token_hex(3)}"
+    rendered = [
+        d
+        for d in yaml.safe_load_all(
+            helm(
+                cluster,
+                "template",
+                "rbac",
+                str(CHART),
+                "-n",
+                namespace,
+                "--set",
+                f"fullnameOverride={fullname}",
+                "--set",
+                "rbac.userRoles=false",
+            )
+        )
+        if d
+    ]
+    wanted = [
+        d
+        for d in rendered
+        if (d["kind"], d["metadata"]["name"])
+        in {("ServiceAccount", fullname), ("ClusterRole", fullname), ("ClusterRoleBinding", fullname)}
+    ]
+    assert len(wanted) == 3, [(d["kind"], d["metadata"]["name"]) for d in rendered]
+    kubectl(
+        cluster,
+        "apply",
+        "--server-side",
+        "--field-manager=studio-tests",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(wanted),
+    )
+    try:
+        token = kubectl(cluster, "create", "token", fullname, "-n", namespace, "--duration=2h").strip()
+        assert token
+        yield fullname, token_kubeconfig(cluster, token, tmp_path / "operator-kubeconfig")
+    finally:
+        rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
+        for delete in (rbac_api.delete_cluster_role_binding, rbac_api.delete_cluster_role):
+            try:
+                delete(fullname)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+
+
+def test_operator_runs_with_the_chart_rbac(
+    cluster: Cluster,
+    namespace: str,
+    chart_identity: tuple[str, Path],
+    operator_factory: Callable[..., OperatorProcess],
+) -> None:
+    sa, kubeconfig = chart_identity
+    ns = namespace
+    # the token really is the service account's, and it cannot do what the role does not grant
+    with cluster.token_client(yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]) as api:
+        review = client.AuthenticationV1Api(api).create_self_subject_review(
+            client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+        )
+        assert review.status.user_info.username == f"system:serviceaccount:{ns}:{sa}"
+        with pytest.raises(ApiException) as denied:
+            client.CoreV1Api(api).list_namespaced_config_map(ns)
+        assert denied.value.status == 403
+
+    operator = operator_factory("--webhook-mode=none", kubeconfig=kubeconfig)
+
+    # who may connect: bob, bound to studios-connect in this workspace
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
+    rbac_api.create_namespaced_role_binding(
+        ns,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="bob-connect"),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="studios-connect"
+            ),
+            subjects=[client.RbacV1Subject(kind="User", name="bob", api_group="rbac.authorization.k8s.io")],
+        ),
+    )
+    sh.create_environment(
+        cluster, ns, "env", {"env": [{"name": "A", "value": "1"}], "resourceLabels": {"team": "t"}}
+    )
+    sh.create_studio(cluster, ns, "core", template={"image": sh.IMAGE, "port": 8888})
+    body = sh.wait_phase(cluster, ns, "core", "Running", timeout=60)
+    pod = body["status"]["session"]["podName"]
+    core = cluster.core
+    assert core.read_namespaced_pod(pod, ns).metadata.labels["team"] == "t"
+    service = core.read_namespaced_service(body["status"]["connect"]["service"], ns)
+    assert service.spec.ports[0].port == 8888
+    role_name = "studio-connect-core"
+    role = rbac_api.read_namespaced_role(role_name, ns)
+    assert any(r.resource_names == [pod] and "pods/portforward" in r.resources for r in role.rules)
+    binding = wait_for(
+        lambda: rbac_api.read_namespaced_role_binding(role_name, ns), timeout=30, ignore=(ApiException,)
+    )
+    assert [(s.kind, s.name) for s in binding.subjects] == [("User", "bob")]
+
+    # a workspace volume (a claim that stays Pending here: no storage provisioner)
+    sh.create_studio(cluster, ns, "withvolume", workspaceVolume={"size": "1Gi"})
+    wait_for(
+        lambda: core.read_namespaced_persistent_volume_claim("withvolume-workspace", ns),
+        timeout=30,
+        ignore=(ApiException,),
+        message="the workspace claim",
+    )
+
+    # stop deletes the pod, the service and the grant; status and an Event say so
+    sh.set_state(cluster, ns, "core", "Stopped")
+    sh.wait_phase(cluster, ns, "core", "Stopped", stopReason="UserRequested", timeout=60)
+    sh.wait_no_pods(cluster, ns, "core")
+    sh.wait_event(cluster, ns, "core", "SessionStopped")
+    for gone in (
+        lambda: core.read_namespaced_service("core", ns),
+        lambda: rbac_api.read_namespaced_role(role_name, ns),
+    ):
+        wait_for(lambda gone=gone: sh.gone(gone), timeout=30, message="session objects removed on stop")
+
+    log = operator.log_text()
+    problems = [line for line in log.splitlines() if FORBIDDEN.search(line) and "aiohttp.access" not in line]
+    assert not problems, "the operator hit permission errors with the chart's RBAC:\n" + "\n".join(
+        problems[:20]
+    )
+    assert operator.running

@@ -616,7 +616,7 @@ class Operator:
                 "--pid",
                 str(self.pid),
                 "--rate",
-                "100",
+                "25",
                 "--format",
                 "raw",
                 "--nonblocking",
@@ -791,7 +791,7 @@ class Bench:
         self.profiles: list[Path] = []
         self.watchers: list[Watcher] = []
         self.notes: list[str] = []
-        self.server = ""
+        self.server = str(kube.client().configuration.host)
         self.labels = {RUN_LABEL: self.run_id}
         self.operators: list[Operator] = []
         self.sightings: list[tuple[float, tuple[str, ...]]] = []
@@ -801,7 +801,7 @@ class Bench:
     async def monitor(self) -> None:
         """Samples the processes of other studio operators: they would reconcile our studios too."""
         while True:
-            others = await asyncio.to_thread(other_operators, set(self.children))
+            others = await asyncio.to_thread(other_operators, set(self.children), self.server or None)
             if others:
                 self.sightings.append((time.time(), tuple(others)))
             await asyncio.sleep(0.5)
@@ -821,12 +821,12 @@ class Bench:
         if self.cfg.exclusive_wait <= 0:
             return
         deadline = time.monotonic() + self.cfg.exclusive_wait
-        others = other_operators(self.children)
+        others = other_operators(self.children, self.server or None)
         if others:
             log(f"{what}: waiting up to {self.cfg.exclusive_wait:.0f}s for other operators to end: {others}")
         while others and time.monotonic() < deadline:
             await asyncio.sleep(1)
-            others = other_operators(self.children)
+            others = other_operators(self.children, self.server or None)
 
     # ----------------------------------------------------------------- namespaces of the run
 
@@ -1610,7 +1610,7 @@ class Bench:
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg
         started = time.time()
-        others = other_operators(self.children)
+        others = other_operators(self.children, self.server or None)
         if others:
             msg = (
                 "other studio operators are running on this machine; if they watch every namespace they "
@@ -1653,7 +1653,7 @@ class Bench:
             self.check_server()
         results["duration_s"] = round(time.time() - started, 1)
         monitor.cancel()
-        late_others = other_operators(self.children)
+        late_others = other_operators(self.children, self.server or None)
         if late_others and not others:
             self.notes.append(f"other studio operators started during the run: {late_others}")
         results["notes"] = self.notes
@@ -1762,7 +1762,22 @@ def machine_info(version: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def other_operators(mine: set[int]) -> list[str]:
+def _server_of(kubeconfig: Path) -> str | None:
+    try:
+        doc = yaml.safe_load(kubeconfig.read_text()) or {}
+        contexts = {c["name"]: c["context"] for c in doc.get("contexts") or []}
+        ctx = contexts.get(doc.get("current-context"), {})
+        for c in doc.get("clusters") or []:
+            if not ctx or c["name"] == ctx.get("cluster"):
+                return str(c["cluster"]["server"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def other_operators(mine: set[int], server: str | None = None) -> list[str]:
+    """Studio operator processes on this machine, other than ours, that talk to `server` (or to a
+    server we cannot tell: they count). Operators of other checkouts' clusters do not matter."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) in mine or int(proc.name) == os.getpid():
@@ -1772,11 +1787,28 @@ def other_operators(mine: set[int]) -> list[str]:
         except OSError:
             continue
         args = [a.decode(errors="replace") for a in argv if a]
-        if ("studio_operator" in args and "run" in args) or any(
-            a.endswith("/studio-operator") for a in args[:2]
+        if not (
+            ("studio_operator" in args and "run" in args)
+            or any(a.endswith("/studio-operator") for a in args[:2])
         ):
-            scoped = any(a in ("--namespace", "-n") or a.startswith("--namespace=") for a in args)
-            found.append(f"pid {proc.name} ({'some namespaces' if scoped else 'all namespaces'})")
+            continue
+        target: str | None = None
+        with contextlib.suppress(OSError):
+            cwd = Path(os.readlink(proc / "cwd"))
+            env = dict(
+                kv.split("=", 1)
+                for kv in (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in kv
+            )
+            path = next((a.split("=", 1)[1] for a in args if a.startswith("--kubeconfig=")), None)
+            if path is None and "--kubeconfig" in args[:-1]:
+                path = args[args.index("--kubeconfig") + 1]
+            path = path or env.get("KUBECONFIG", "").split(":")[0] or str(Path.home() / ".kube" / "config")
+            target = _server_of(cwd / path)
+        if server is not None and target is not None and target != server:
+            continue
+        scoped = any(a in ("--namespace", "-n") or a.startswith("--namespace=") for a in args)
+        found.append(f"pid {proc.name} ({'some namespaces' if scoped else 'all namespaces'})")
     return found
 
 

@@ -13,6 +13,7 @@ import re
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
@@ -30,14 +31,18 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _marker_env(env: dict[str, str], extra: str) -> Any:
+    return {**env, "extra": extra}
+
+
 def closure() -> dict[str, str]:
-    env = default_environment()
+    env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     pinned: dict[str, str] = {}
     todo = [(r, "") for r in metadata.requires(PROJECT) or []]
     while todo:
         text, extra = todo.pop()
         req = Requirement(text)
-        if req.marker is not None and not req.marker.evaluate({**env, "extra": extra}):
+        if req.marker is not None and not req.marker.evaluate(_marker_env(env, extra)):
             continue
         name = canonical(req.name)
         dist = metadata.distribution(req.name)

@@ -32,6 +32,22 @@ def ok(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout
 
 
+def kstatus(body: dict[str, Any]) -> str:
+    """The kstatus verdict (kubernetes-sigs/cli-utils pkg/kstatus) from generation and conditions."""
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"]["generation"]:
+        return "InProgress"
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    for c in conditions.values():  # every condition also says which generation it describes
+        assert c.get("observedGeneration") == body["metadata"]["generation"], c
+    if conditions.get("Stalled", {}).get("status") == "True":
+        return "Failed"
+    if conditions.get("Reconciling", {}).get("status") == "True":
+        return "InProgress"
+    ready = conditions.get("Ready")
+    return "Current" if ready is None or ready["status"] == "True" else "InProgress"
+
+
 def running(cluster: Cluster, ns: str, name: str, timeout: float = 60) -> dict[str, Any]:
     return sh.wait_phase(cluster, ns, name, "Running", timeout=timeout)
 
@@ -158,7 +174,9 @@ def test_create_ls_describe_extend_stop_start(
     body = running(cluster, ns, "s1")
     assert body["metadata"]["annotations"].get("studios.dev/restart")
 
-    # Argo CD health on live objects
+    # kstatus and Argo CD health on live objects
+    assert kstatus(sh.get(cluster, ns, "s1")) == "Current"
+    assert kstatus(sh.get(cluster, ns, "s2")) == "Current"
     assert health(sh.get(cluster, ns, "s1"))["status"] == "Healthy"
     assert health(sh.get(cluster, ns, "s2"))["status"] == "Suspended"
     ok(cli(cluster, "create", "s3", "-n", ns, "--image", sh.IMAGE, "--env-name", "nowhere"))
@@ -168,6 +186,7 @@ def test_create_ls_describe_extend_stop_start(
         return body if sh.cond_true(body, "Stalled") else None
 
     stalled = wait_for(stalled_s3, timeout=30, message="s3 Stalled (missing environment)")
+    assert kstatus(stalled) == "Failed"
     verdict = health(stalled)
     assert verdict["status"] == "Degraded" and "nowhere" in verdict["message"]
 

@@ -47,6 +47,16 @@ def owned_by_someone_else(cluster: Cluster, name: str) -> bool:
     return HELM_OWNER not in (role.metadata.annotations or {})
 
 
+def crd_exists_unowned(cluster: Cluster, name: str) -> bool:
+    try:
+        crd = client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition(name)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return HELM_OWNER not in (crd.metadata.annotations or {})
+
+
 # ---------------------------------------------------------------- Helm
 
 
@@ -155,6 +165,7 @@ def test_helm_template_high_availability(cluster: Cluster, namespace: str, tmp_p
 def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> None:
     release = f"it-{secrets.token_hex(3)}"
     fullname = f"{release}-studio-operator"
+    peering = f"{release}-peering"
     # The studios-* roles are cluster-wide; when other tests created them outside Helm, Helm
     # would refuse to adopt them, so this release then leaves them out.
     user_roles = not owned_by_someone_else(cluster, "studios-view")
@@ -214,8 +225,35 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
             checksum["checksum/webhook-tls"]
             != deployment.spec.template.metadata.annotations["checksum/webhook-tls"]
         )
+
+        # high availability: peering CRDs (unless present already) and the peering object (a hook)
+        peering_crds = not crd_exists_unowned(cluster, "clusterkopfpeerings.kopf.dev")
+        helm(
+            cluster,
+            "upgrade",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            *args,
+            "--set",
+            "replicas=2",
+            "--set",
+            f"peering.name={peering}",
+            "--set",
+            f"peering.installCRDs={str(peering_crds).lower()}",
+        )
+        ha = apps.read_namespaced_deployment(fullname, namespace)
+        assert ha.spec.replicas == 2 and ha.spec.strategy.type == "RollingUpdate"
+        assert f"--peering={peering}" in ha.spec.template.spec.containers[0].args
+        cluster.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
     finally:
         helm(cluster, "uninstall", release, "-n", namespace, "--wait", "--timeout=120s")
+        try:  # a hook object: Helm leaves it (harmless; kopf only writes heartbeats into it)
+            cluster.custom.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     def gone(read: Any, *a: Any) -> bool:
         try:

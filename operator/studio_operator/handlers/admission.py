@@ -33,6 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from .. import rbac
 from ..api.common import GROUP, RESERVED_KEYS_MSG, VERSION
@@ -313,7 +315,6 @@ def set_api_client(api_client: Any) -> None:
 
 async def discover_identity(api_client: Any) -> str:
     """Who the operator is authenticated as (authentication.k8s.io/v1 SelfSubjectReview)."""
-    from kubernetes import client
 
     def review() -> str:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
@@ -353,8 +354,6 @@ async def access_allowed(
     group: str = "",
     name: str | None = None,
 ) -> bool:
-    from kubernetes import client
-
     api_client = _client()
     body = sar_body(userinfo, namespace, verb, resource, group=group, name=name)
 
@@ -363,13 +362,16 @@ async def access_allowed(
         result = api.create_subject_access_review(body, _request_timeout=10)
         return bool(result.status and result.status.allowed)
 
-    return await asyncio.to_thread(review)
+    try:
+        return await asyncio.to_thread(review)
+    except ApiException as e:  # fail closed, but say why
+        raise kopf.AdmissionError(
+            f"could not check access ({e.status} {e.reason}); retry in a moment", code=503
+        ) from e
 
 
 async def _exists(namespace: str, plural: str, name: str) -> bool | None:
     """True/False when known; None when the lookup itself failed (warnings are best-effort)."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     def get() -> bool | None:
         try:
@@ -389,8 +391,6 @@ async def _exists(namespace: str, plural: str, name: str) -> bool | None:
 
 
 async def _workspace_lock(namespace: str) -> bool:
-    from kubernetes import client
-
     def get() -> bool:
         obj: Any = client.CustomObjectsApi(_state.api_client).get_namespaced_custom_object(
             GROUP, VERSION, namespace, "workspacesettings", WORKSPACE_SETTINGS_NAME, _request_timeout=5

@@ -60,6 +60,8 @@ def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
 
 
 STALE_RETRY_SECONDS = 1.0
+POD_DELETION_CHECK_SECONDS = 10.0
+WAITING_FOR_POD_DELETION = {"WaitingForPreviousSession", "ReplacingPreviousSession"}
 
 
 class StaleStudio(Exception):
@@ -98,9 +100,10 @@ class Reconciler:
         started = time.perf_counter()
         try:
             return await self._reconcile(key)
-        except StaleStudio:
+        except StaleStudio as exc:
             # Someone else wrote the studio since it was read: its watch event queues it again
             # (with the newer body); the retry here is only a safety net.
+            log.debug("studio %s changed while being reconciled; looking again", exc)
             return STALE_RETRY_SECONDS
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
@@ -168,11 +171,7 @@ class Reconciler:
         keep_failed_pod = held is not None and pod is not None and pod_state(pod).kind == "ended"
         stopping = False
         if pod is not None and not keep_failed_pod:
-            stopping = True
-            if not pod["metadata"].get("deletionTimestamp"):
-                await kube.delete(
-                    "v1", "Pod", meta["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"]
-                )
+            stopping = await self._delete_pod(pod)
         await self._end_session_objects(body)
         if status.get("session"):
             await self._remove_session_annotation(body)
@@ -218,16 +217,28 @@ class Reconciler:
             outcome.events.append(("Normal", "SessionStopped", "the session ended at the user's request"))
         return outcome
 
+    async def _delete_pod(self, pod: dict[str, Any]) -> bool:
+        """Delete the pod (again, if it is terminating): True while it still exists, False when it is
+        gone. The store can miss a deletion that happened while the operator was not watching
+        (a restart), so the API server's answer (404, or 409: a new namesake) corrects it."""
+        meta = pod["metadata"]
+        if await kube.delete("v1", "Pod", meta["namespace"], meta["name"], uid=meta["uid"]):
+            return True
+        self.store.remove("pods", (meta["namespace"], meta["name"]), meta["uid"])
+        return False
+
     async def _end_session_objects(self, body: dict[str, Any]) -> None:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        for kind, obj_name in (("Service", names.service_name(name)),):
-            if self.store.get(kind.lower() + "s", (ns, obj_name)) is not None:
-                await kube.delete("v1", kind, ns, obj_name)
         role = names.connect_role_name(name)
-        if self.store.get("roles", (ns, role)) is not None:
-            await kube.delete("rbac.authorization.k8s.io/v1", "Role", ns, role)
-        if self.store.get("rolebindings", (ns, role)) is not None:
-            await kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ns, role)
+        for store_kind, api_version, kind, obj_name in (
+            ("services", "v1", "Service", names.service_name(name)),
+            ("roles", "rbac.authorization.k8s.io/v1", "Role", role),
+            ("rolebindings", "rbac.authorization.k8s.io/v1", "RoleBinding", role),
+        ):
+            if self.store.get(store_kind, (ns, obj_name)) is not None and not await kube.delete(
+                api_version, kind, ns, obj_name
+            ):
+                self.store.remove(store_kind, (ns, obj_name))  # already gone (a missed deletion)
 
     async def _remove_session_annotation(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -318,22 +329,25 @@ class Reconciler:
         annotations = meta.get("annotations") or {}
         events: list[tuple[str, str, str]] = []
 
-        if pod is not None and pod["metadata"].get("deletionTimestamp"):
-            return Outcome(
-                Phase.STARTING,
-                "WaitingForPreviousSession",
-                "waiting for the previous session pod to terminate",
-                reconciling=True,
-            )
-        if pod is not None and pod_state(pod).kind == "ended" and not status.get("session"):
-            # A pod kept from a session that ended on its own; a new start request replaces it.
-            await kube.delete("v1", "Pod", ns, pod["metadata"]["name"], uid=pod["metadata"]["uid"])
-            return Outcome(
-                Phase.STARTING,
-                "ReplacingPreviousSession",
-                "removing the previous session's pod before starting",
-                reconciling=True,
-            )
+        terminating = pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
+        # A pod kept from a session that ended on its own: a new start request replaces it.
+        replacing = pod is not None and pod_state(pod).kind == "ended" and not status.get("session")
+        if pod is not None and (terminating or replacing):
+            if await self._delete_pod(pod):
+                if terminating:
+                    return Outcome(
+                        Phase.STARTING,
+                        "WaitingForPreviousSession",
+                        "waiting for the previous session pod to terminate",
+                        reconciling=True,
+                    )
+                return Outcome(
+                    Phase.STARTING,
+                    "ReplacingPreviousSession",
+                    "removing the previous session's pod before starting",
+                    reconciling=True,
+                )
+            pod = None  # already gone: its deletion was missed (e.g. while the operator restarted)
 
         inputs, problem = self._inputs(body, spec)
         lock = self._workspace_lifespan(ns)
@@ -667,7 +681,7 @@ class Reconciler:
         )
         await self._write_status(body, outcome)
         metrics.EXPIRIES.inc()
-        await kube.delete("v1", "Pod", meta["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"])
+        await self._delete_pod(pod)
         await self._end_session_objects(body)
         await self._remove_session_annotation(body)
         self.scheduler.cancel((meta["namespace"], meta["name"]))
@@ -750,8 +764,8 @@ class Reconciler:
                 subresource="status",
             )
         except kube.ApiError as exc:
-            if exc.status == 409:
-                raise StaleStudio(f"{meta['namespace']}/{meta['name']}") from exc
+            if exc.status in (404, 409):  # changed, or deleted (its watch event follows)
+                raise StaleStudio(f"{meta['namespace']}/{meta['name']} ({outcome.reason})") from exc
             raise
         self.store.put("studios", patched)
         meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
@@ -772,6 +786,9 @@ class Reconciler:
 
     async def _finish(self, body: dict[str, Any], outcome: Outcome) -> float | None:
         await self._write_status(body, outcome)
+        if outcome.phase == Phase.STOPPING or outcome.reason in WAITING_FOR_POD_DELETION:
+            # The pod's DELETED event normally triggers the next pass; look again anyway.
+            return POD_DELETION_CHECK_SECONDS
         return None
 
     # ------------------------------------------------------------------ clean-up

@@ -739,6 +739,7 @@ class Snapshot:
     """Counters at one instant: the operator's per-verb APF counts and cluster-wide request totals."""
 
     t: float
+    process: dict[str, float] = field(default_factory=dict)  # the operator's pid, CPU, reconciles
     operator: dict[str, float] = field(default_factory=dict)
     cluster: dict[str, float] = field(default_factory=dict)
     harness: dict[str, float] = field(default_factory=dict)
@@ -755,6 +756,17 @@ def delta(a: Snapshot, b: Snapshot) -> dict[str, Any]:
         for k, v in sorted(cl.items())
         if ":" in k and v and k.split(":")[0] in GLOBAL_WRITES
     }
+    proc: dict[str, Any] = {}
+    if b.process:
+        same = a.process.get("pid") == b.process.get("pid")
+        cpu = b.process["cpu_s"] - (a.process.get("cpu_s", 0) if same else 0)
+        rec = b.process.get("reconciles", 0) - (a.process.get("reconciles", 0) if same else 0)
+        rec_s = b.process.get("reconcile_s", 0) - (a.process.get("reconcile_s", 0) if same else 0)
+        proc = {
+            "operator_cpu_s": round(cpu, 2),
+            "reconciles": int(rec),
+            "reconcile_avg_ms": rnd(rec_s / rec * 1000, 2) if rec else None,
+        }
     harness_writes = sum(hs.get(m, 0) for m in ("POST", "PUT", "PATCH", "DELETE"))
     harness_reads = hs.get("GET", 0)
     return {
@@ -767,6 +779,18 @@ def delta(a: Snapshot, b: Snapshot) -> dict[str, Any]:
         "cluster_by_verb": cluster_by_verb,
         "cluster_writes_by_resource": cluster_writes_by_resource,
         "harness_requests": {k: int(v) for k, v in hs.items() if v},
+        "operator_reviews": int(op.get("review", 0)),
+        **proc,
+    }
+
+
+def per_unit(d: dict[str, Any], n: int, what: str) -> dict[str, Any]:
+    """Operator CPU and reconciles per start/stop/expiry (from its /proc and its own metrics)."""
+    if "operator_cpu_s" not in d or not n:
+        return {}
+    return {
+        f"cpu_ms_per_{what}": rnd(d["operator_cpu_s"] / n * 1000, 1),
+        f"reconciles_per_{what}": rnd(d["reconciles"] / n, 2),
     }
 
 
@@ -795,6 +819,7 @@ class Bench:
         self.labels = {RUN_LABEL: self.run_id}
         self.operators: list[Operator] = []
         self.sightings: list[tuple[float, tuple[str, ...]]] = []
+        self.active: Operator | None = None  # whose CPU and reconciles snapshots record
 
     # ----------------------------------------------------------------- other operators (shared machine)
 
@@ -841,6 +866,15 @@ class Bench:
     async def snapshot(self) -> Snapshot:
         text = await self.api.raw_get("/metrics")
         snap = Snapshot(t=time.time(), harness={k: float(v) for k, v in self.api.sent.items()})
+        op = self.active
+        if op is not None and op.process is not None and op.process.poll() is None:
+            m = await asyncio.to_thread(op.metrics)
+            snap.process = {
+                "pid": float(op.pid),
+                "cpu_s": op.cpu_seconds(),
+                "reconciles": m.get("studio_operator_reconcile_duration_seconds_count", 0.0),
+                "reconcile_s": m.get("studio_operator_reconcile_duration_seconds_sum", 0.0),
+            }
         for name, labels, value in parse_prometheus(
             text, ("apiserver_flowcontrol_dispatched_requests_total{", "apiserver_request_total{")
         ):
@@ -1035,6 +1069,32 @@ class Bench:
             "serviceAccount": {"name": "operator", "namespace": self.system_ns},
         }
         namespaces = self.all_operator_namespaces()
+        await self.api.create(
+            api_path(fc, "flowschemas"),
+            {
+                "apiVersion": fc,
+                "kind": "FlowSchema",
+                "metadata": {"name": f"{self.prefix}-op-review", "labels": self.labels},
+                "spec": {  # token/access reviews are POSTs that store nothing: not writes
+                    "matchingPrecedence": 400,
+                    "priorityLevelConfiguration": {"name": "exempt"},
+                    "rules": [
+                        {
+                            "subjects": [subject],
+                            "resourceRules": [
+                                {
+                                    "verbs": ["create"],
+                                    "apiGroups": ["authentication.k8s.io", "authorization.k8s.io"],
+                                    "resources": ["*"],
+                                    "namespaces": ["*"],
+                                    "clusterScope": True,
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+        )
         for verb in (*WRITE_VERBS, *READ_VERBS):
             await self.api.create(
                 api_path(fc, "flowschemas"),
@@ -1208,6 +1268,7 @@ class Bench:
         await self.make_namespace(ns_dir, operator=False)
         op = Operator(self, "latency", [ns_op])
         self.operators.append(op)
+        self.active = op
         await op.start()
         op_pods, dir_pods, studios = PodTracker(), PodTracker(), StudioTracker()
         watches = [
@@ -1269,6 +1330,7 @@ class Bench:
         await self.make_namespace(ns_dir, operator=False)
         op = Operator(self, f"n{n}", [ns_op])
         self.operators.append(op)
+        self.active = op
         await op.start()
         op_pods, dir_pods, studios = PodTracker(), PodTracker(), StudioTracker()
         watches = [
@@ -1310,6 +1372,7 @@ class Bench:
         )
         seen = dir_pods.first("seen", name_set)
         direct_s = max(max(seen.values()), t_sent) - t0
+        direct_sent_s = t_sent - t0
         await wait_until(
             lambda: len(dir_pods.first("ready", name_set)) >= n,
             wait_s,
@@ -1360,6 +1423,7 @@ class Bench:
             "operator_per_s": rnd(n / op_s, 1),
             "direct_per_s": rnd(n / direct_s, 1),
             "create_requests_s": rnd(t_sent - t0),
+            "direct_requests_s": rnd(direct_sent_s),
             "operator_running_s": rnd(op_running_s),
             "direct_ready_s": rnd(direct_ready_s),
             "running_ratio": rnd(ratio(op_running_s, direct_ready_s)),
@@ -1371,6 +1435,7 @@ class Bench:
             "writes_per_start": rnd(d_start["operator_writes"] / n, 2),
             "reads_per_start": rnd(d_start["operator_reads"] / n, 2),
             "cluster_writes_per_start": rnd(d_start["cluster_writes"] / n, 2),
+            **per_unit(d_start, n, "start"),
         }
         out["api_direct"] = {**d_direct, "cluster_writes_per_start": rnd(d_direct["cluster_writes"] / n, 2)}
         log(
@@ -1427,6 +1492,7 @@ class Bench:
                 "seconds_to_stopped": rnd(stop_s),
                 "writes_per_stop": rnd(d_stop["operator_writes"] / stop_n, 2),
                 "reads_per_stop": rnd(d_stop["operator_reads"] / stop_n, 2),
+                **per_unit(d_stop, stop_n, "stop"),
             }
             self.interference(f"N={n} stop", t_phase, out["stop"])
 
@@ -1532,6 +1598,7 @@ class Bench:
             else _downsample(sorted(late)),
             "writes_per_backdate": rnd(d_prep["operator_writes"] / len(names), 2),
             "writes_per_expiry": rnd(d_exp["operator_writes"] / len(names), 2),
+            **per_unit(d_exp, len(names), "expiry"),
             "api_expiry": d_exp,
         }
         self.interference(f"{ns}: expiry of {len(names)}", t_phase, result)
@@ -1652,6 +1719,7 @@ class Bench:
             results["sizes"].append(await self.scenario(n))
             self.check_server()
         results["duration_s"] = round(time.time() - started, 1)
+        results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         monitor.cancel()
         late_others = other_operators(self.children, self.server or None)
         if late_others and not others:
@@ -1750,6 +1818,7 @@ def machine_info(version: dict[str, Any]) -> dict[str, Any]:
 
     return {
         "cpu_count": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
         "cpu_model": model,
         "memory_gb": mem_gb,
         "platform": platform.platform(),
@@ -1927,7 +1996,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"STUDIO_API_WORKERS {s['api_workers']}"
         + (f", operator args {' '.join(s['operator_args'])}" if s["operator_args"] else "")
         + (f", env {s['operator_env']}" if s["operator_env"] else "")
-        + f"; {results.get('duration_s', 0):.0f} s in all.",
+        + f"; {results.get('duration_s', 0):.0f} s in all; load average {m.get('loadavg_start', ['?'])[0]} at the "
+        f"start, {m.get('loadavg_end', ['?'])[0]} at the end.",
         "",
         "| N | operator start (s) | direct (s) | ratio | to Running op / direct (s) | writes/start | reads/start "
         "| writes/stop | expiry burst p50 / p99 (s) | single expiry (s) | RSS (MB) | idle CPU | restart (s) |",
@@ -1972,7 +2042,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_fmt(a['cluster_writes_per_start'])} vs direct {_fmt(r['api_direct']['cluster_writes_per_start'])}. "
             f"Expiry burst: {eb['prepared_before_deadline']}/{eb['studios']} scheduled before the deadline, "
             f"{eb['missed']} missed; operator acted (Stopping) p99 {_fmt(eb['acted_p99_s'])} s. Restart: live after "
-            f"{_fmt(r['restart']['startup_s'])} s, {r['restart']['operator_writes']} writes."
+            f"{_fmt(r['restart']['startup_s'])} s, {r['restart']['operator_writes']} writes, "
+            f"{r['restart'].get('reconciles', '-')} reconciles for {r['restart']['studios_known']} studios. "
+            f"Operator CPU per start {_fmt(a.get('cpu_ms_per_start'), 1)} ms, reconciles per start "
+            f"{_fmt(a.get('reconciles_per_start'))} (avg {_fmt(a.get('reconcile_avg_ms'))} ms each); per stop "
+            f"{_fmt(stop.get('cpu_ms_per_stop'), 1)} ms, {_fmt(stop.get('reconciles_per_stop'))} reconciles; "
+            f"per expiry {_fmt(eb.get('cpu_ms_per_expiry'), 1)} ms, {_fmt(eb.get('reconciles_per_expiry'))} reconciles."
         )
     top = results["headline"]
     lines += ["", "| goal (issue 8) | measured | met |", "|---|---:|:---:|"]

@@ -146,7 +146,9 @@ def operator_cluster_role() -> dict[str, Any]:
         rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], READ),
         rule([""], ["namespaces"], READ),
         # kopf peering (only used when a peering object exists; standalone otherwise)
-        rule(["kopf.dev"], ["clusterkopfpeerings", "kopfpeerings"], ["get", "list", "watch", "create", "patch"]),
+        rule(
+            ["kopf.dev"], ["clusterkopfpeerings", "kopfpeerings"], ["get", "list", "watch", "create", "patch"]
+        ),
     ]
     return _cluster_role(OPERATOR_ROLE, rules, "The studio operator's own permissions.")
 

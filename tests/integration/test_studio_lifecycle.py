@@ -395,3 +395,69 @@ def test_kubectl_get_studios_columns(cluster: Cluster, ns: str, tmp_path: Path) 
     assert len(table["idle"]) == 5 or table["idle"][4] == "<none>"  # no expiry without a session
     wide = cluster.kubectl(cache, "get", "st", "-n", ns, "-o", "wide").stdout
     assert "REASON" in wide and "ENVIRONMENT" in wide and "NeverStarted" in wide
+
+
+def test_workspace_volume_is_kept_across_sessions(cluster: Cluster, ns: str) -> None:
+    # No dynamic provisioner in the local control plane: a static volume for the claim to bind.
+    pv_name = f"{ns}-workspace"
+    cluster.core.create_persistent_volume(
+        client.V1PersistentVolume(
+            metadata=client.V1ObjectMeta(name=pv_name, labels={"studio-test": "true"}),
+            spec=client.V1PersistentVolumeSpec(
+                capacity={"storage": "1Gi"},
+                access_modes=["ReadWriteOnce"],
+                storage_class_name="manual",
+                host_path=client.V1HostPathVolumeSource(path="/tmp/studio-test"),
+                persistent_volume_reclaim_policy="Delete",
+            ),
+        )
+    )
+    try:
+        sh.create_environment(cluster, ns, spec={"resourceLabels": {"team": "a"}})
+        sh.create_studio(
+            cluster, ns, "persist", workspaceVolume={"size": "1Gi", "storageClassName": "manual"}
+        )
+        running(cluster, ns, "persist")
+        claim = cluster.core.read_namespaced_persistent_volume_claim("persist-workspace", ns)
+        assert claim.metadata.labels[sh.STUDIO_LABEL] == "persist" and claim.metadata.labels["team"] == "a"
+        assert claim.spec.resources.requests == {"storage": "1Gi"}
+        assert claim.spec.storage_class_name == "manual"
+        pod = the_pod(cluster, ns, "persist")
+        assert {"name": "workspace", "mountPath": "/workspace"} in pod["spec"]["containers"][0][
+            "volumeMounts"
+        ]
+        assert {"name": "workspace", "persistentVolumeClaim": {"claimName": "persist-workspace"}} in pod[
+            "spec"
+        ]["volumes"]
+
+        sh.set_state(cluster, ns, "persist", "Stopped")
+        sh.wait_phase(cluster, ns, "persist", "Stopped")
+        sh.wait_no_pods(cluster, ns, "persist")
+        kept = cluster.core.read_namespaced_persistent_volume_claim("persist-workspace", ns)
+        assert kept.metadata.uid == claim.metadata.uid and kept.metadata.deletion_timestamp is None
+
+        sh.set_state(cluster, ns, "persist", "Running")
+        running(cluster, ns, "persist")
+        again = cluster.core.read_namespaced_persistent_volume_claim("persist-workspace", ns)
+        assert again.metadata.uid == claim.metadata.uid
+    finally:
+        cluster.core.delete_persistent_volume(pv_name)
+
+
+def test_crash_and_restart_converge_without_duplicates(
+    cluster: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    sh.create_environment(cluster, ns)
+    names_ = [f"c{i}" for i in range(6)]
+    for name in names_:
+        sh.create_studio(cluster, ns, name)
+    # crash while the sessions are being created (some pods made, some statuses not yet written)
+    wait_for(lambda: sh.pods(cluster, ns, names_[0]), timeout=20, message="a first pod")
+    operator.kill()
+    operator.start()
+    for name in names_:
+        studio = running(cluster, ns, name)
+        assert len(sh.pods(cluster, ns, name)) == 1, name
+        assert sh.status(studio)["session"]["podName"] == sh.pods(cluster, ns, name)[0].metadata.name
+    services = cluster.core.list_namespaced_service(ns).items
+    assert sorted(s.metadata.name for s in services) == sorted(names_)

@@ -356,7 +356,7 @@ class OperatorProcess:
                     + self.log_tail()
                 )
             status, _ = http_get(self.liveness_url)
-            if status == 200:
+            if status == 200 and self._webhooks_registered():
                 return
             if time.monotonic() >= deadline:
                 raise AssertionError(
@@ -364,6 +364,31 @@ class OperatorProcess:
                     f"log {self.log_path}:\n" + self.log_tail()
                 )
             time.sleep(0.2)
+
+    def _webhooks_registered(self) -> bool:
+        """Liveness answers before kopf has registered the webhook configuration; writes made in
+        between would skip admission (created-by stamping). Wait for our URL to be registered."""
+        mode = [a for a in self.argv if a.startswith("--webhook-mode=")][-1].split("=", 1)[1]
+        if mode != "local":
+            return True
+        import kubernetes
+
+        api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        try:
+            admission = kubernetes.client.AdmissionregistrationV1Api(api)
+            marker = f":{self.webhook_port}/"
+            for read in (
+                admission.read_mutating_webhook_configuration,
+                admission.read_validating_webhook_configuration,
+            ):
+                config = read("studios.dev")
+                if not any(marker in (w.client_config.url or "") for w in config.webhooks or []):
+                    return False
+            return True
+        except kubernetes.client.ApiException:
+            return False
+        finally:
+            api.close()
 
     def stop(self, timeout: float = 15) -> int | None:
         """SIGTERM, wait up to timeout, then SIGKILL. Returns the exit code (None if never started)."""

@@ -271,3 +271,61 @@ def test_scheduler_many_deadlines_one_task() -> None:
         task.cancel()
 
     run(main)
+
+
+def test_watch_handlers_run_on_the_event_loop() -> None:
+    """kopf runs synchronous handlers in threads; the store and the queue are the loop's alone."""
+    import inspect
+
+    from studio_operator.handlers import watches
+
+    handlers = [getattr(watches, n) for n in dir(watches) if n.endswith("_event")]
+    assert len(handlers) >= 10
+    for handler in handlers:
+        assert inspect.iscoroutinefunction(handler), handler.__name__
+
+
+def test_watch_handlers_feed_store_and_queue() -> None:
+    from studio_operator.handlers import watches
+
+    async def main() -> None:
+        store, queue = Store(), WorkQueue()
+        watches.WIRING.store, watches.WIRING.queue = store, queue
+        try:
+            studio = {
+                "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
+                "spec": {"computeEnvironment": "env"},
+            }
+            await watches.studio_event(event={"type": "ADDED", "object": studio})
+            assert store.get("studios", ("ns", "s")) is not None
+            assert await q_get(queue) == ("ns", "s")
+            pod = {
+                "metadata": {
+                    "name": "s-abcde",
+                    "namespace": "ns",
+                    "uid": "p",
+                    "resourceVersion": "2",
+                    "labels": {"studios.dev/studio": "s"},
+                }
+            }
+            await watches.pod_event(event={"type": "ADDED", "object": pod})
+            assert await q_get(queue) == ("ns", "s")
+            await watches.pod_event(event={"type": "DELETED", "object": pod})
+            assert store.get("pods", ("ns", "s-abcde")) is None
+            assert await q_get(queue) == ("ns", "s")
+            env = {"metadata": {"name": "env", "namespace": "ns", "uid": "e", "resourceVersion": "3"}}
+            await watches.environment_event(event={"type": "ADDED", "object": env})
+            assert await q_get(queue) == ("ns", "s")
+            other = {"metadata": {"name": "other", "namespace": "ns", "uid": "o", "resourceVersion": "4"}}
+            await watches.environment_event(event={"type": "ADDED", "object": other})
+            assert len(queue) == 0  # no studio uses it
+        finally:
+            watches.WIRING.store, watches.WIRING.queue = None, None
+
+    run(main)
+
+
+async def q_get(queue: WorkQueue) -> Key:
+    key = await asyncio.wait_for(queue.get(), 1)
+    queue.done(key)
+    return key

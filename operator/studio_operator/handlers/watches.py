@@ -2,6 +2,11 @@
 
 Only `@kopf.on.event` is used here, so kopf never writes to these objects (no diff-base or
 progress annotations, no kopf finalizers): every write the operator makes is the reconciler's.
+
+The handlers are `async` on purpose: kopf runs synchronous handlers in a thread pool, and the
+store and the work queue (an asyncio.Queue) belong to the event loop's thread. From threads, a
+queued key could be lost (a race between `add` and `done`) or wake no worker, and a store write
+could break an iteration in the loop ("dictionary changed size during iteration").
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def _owner_studio(body: dict[str, Any]) -> list[Key]:
 
 
 @kopf.on.event(GROUP, "v1alpha1", "studios")
-def studio_event(**kwargs: Any) -> None:
+async def studio_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("studios", event)
     if body is not None:
@@ -71,7 +76,7 @@ def studio_event(**kwargs: Any) -> None:
 
 
 @kopf.on.event("v1", "pods", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def pod_event(**kwargs: Any) -> None:
+async def pod_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("pods", event)
     if body is not None:
@@ -79,7 +84,7 @@ def pod_event(**kwargs: Any) -> None:
 
 
 @kopf.on.event("v1", "services", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def service_event(**kwargs: Any) -> None:
+async def service_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("services", event)
     if body is not None and event.get("type") == "DELETED":
@@ -87,19 +92,19 @@ def service_event(**kwargs: Any) -> None:
 
 
 @kopf.on.event("v1", "persistentvolumeclaims", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def claim_event(**kwargs: Any) -> None:
+async def claim_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     _ingest("persistentvolumeclaims", event)
 
 
 @kopf.on.event("v1", "persistentvolumes", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def volume_event(**kwargs: Any) -> None:
+async def volume_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     _ingest("persistentvolumes", event)
 
 
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-def role_event(**kwargs: Any) -> None:
+async def role_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("roles", event)
     if body is not None and event.get("type") == "DELETED":
@@ -111,7 +116,7 @@ def _running(body: dict[str, Any]) -> bool:
 
 
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "rolebindings")
-def rolebinding_event(**kwargs: Any) -> None:
+async def rolebinding_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("rolebindings", event)
     if body is None:
@@ -125,7 +130,7 @@ def rolebinding_event(**kwargs: Any) -> None:
 
 
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
-def clusterrolebinding_event(**kwargs: Any) -> None:
+async def clusterrolebinding_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("clusterrolebindings", event)
     store = WIRING.store
@@ -134,7 +139,7 @@ def clusterrolebinding_event(**kwargs: Any) -> None:
 
 
 @kopf.on.event(GROUP, "v1alpha1", "computeenvironments")
-def environment_event(**kwargs: Any) -> None:
+async def environment_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("computeenvironments", event)
     if body is not None:
@@ -148,7 +153,7 @@ def environment_event(**kwargs: Any) -> None:
 
 
 @kopf.on.event(GROUP, "v1alpha1", "datalinks")
-def datalink_event(**kwargs: Any) -> None:
+async def datalink_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("datalinks", event)
     if body is not None:
@@ -162,7 +167,7 @@ def datalink_event(**kwargs: Any) -> None:
 
 
 @kopf.on.event(GROUP, "v1alpha1", "workspacesettings")
-def settings_event(**kwargs: Any) -> None:
+async def settings_event(**kwargs: Any) -> None:
     event: dict[str, Any] = kwargs["event"]
     body = _ingest("workspacesettings", event)
     if body is not None:

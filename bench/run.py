@@ -640,6 +640,7 @@ class Operator:
         if self.profile_path is not None and self.profile_path.exists():
             self.bench.profiles.append(self.profile_path)
         self.profiler = None
+        self.profile_path = None
 
     def stop(self, timeout: float = 20.0) -> float:
         """SIGTERM (kopf's graceful exit), SIGKILL after `timeout`; returns the seconds it took."""

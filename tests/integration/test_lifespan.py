@@ -245,9 +245,70 @@ def test_expiry_due_while_the_operator_is_down_is_enforced_once_after_start(
     sh.wait_phase(cluster, ns, "offline", "Stopped", stopReason="LifespanExpired")
     sh.wait_no_pods(cluster, ns, "offline")
     sh.wait_event(cluster, ns, "offline", "SessionExpired")
-    # a second restart neither repeats the expiry nor restarts the session
-    operator.restart()
+    # a crash and restart neither repeats the expiry nor restarts the session
+    operator.kill()
+    operator.start()
     studio = settle(cluster, ns, "offline")
     assert sh.status(studio)["phase"] == "Stopped"
     assert sh.pods(cluster, ns, "offline") == []
     assert len(sh.events(cluster, ns, "offline", "SessionExpired")) == 1
+
+
+def test_malformed_annotation_is_ignored_with_a_condition_and_an_event(
+    cluster: Cluster, namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    """Admission rejects such values when the webhooks run; without them the operator copes."""
+    operator_factory("--webhook-mode=none")
+    sh.create_environment(cluster, namespace)
+    sh.create_studio(cluster, namespace, "typo", annotations={sh.SESSION_HOURS: "12h"}, lifespan={"hours": 3})
+    studio = sh.wait_studio(
+        cluster,
+        namespace,
+        "typo",
+        lambda b: sh.cond_true(b, "LifespanAnnotationIgnored"),
+        "LifespanAnnotationIgnored condition",
+    )
+    cond = sh.condition(studio, "LifespanAnnotationIgnored")
+    assert cond is not None and "12h" in cond["message"] and "1..120" in cond["message"]
+    event = sh.wait_event(cluster, namespace, "typo", "InvalidLifespanAnnotation")
+    assert event.type == "Warning"
+    studio = expiry_is(cluster, namespace, "typo", 3)  # the studio's own lifespan applies
+    assert session(studio)["lifespanSource"] == "studio"
+    studio = running(cluster, namespace, "typo")
+    assert not sh.cond_true(studio, "Stalled")
+
+    sh.annotate(cluster, namespace, "typo", **{sh.SESSION_HOURS: "200"})  # out of range
+    studio = sh.wait_studio(
+        cluster,
+        namespace,
+        "typo",
+        lambda b: "200" in (sh.condition(b, "LifespanAnnotationIgnored") or {}).get("message", ""),
+        "the condition to name the new value",
+    )
+    assert session(studio)["lifespanHours"] == 3
+
+    sh.annotate(cluster, namespace, "typo", **{sh.SESSION_HOURS: "5"})  # fixed
+    studio = expiry_is(cluster, namespace, "typo", 5)
+    assert sh.condition(studio, "LifespanAnnotationIgnored") is None
+
+
+def test_expiry_is_applied_once_even_by_two_operator_processes(
+    cluster: Cluster, namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    """Two processes overlapping (a rollout, a stuck old pod): status writes are conditional on the
+    studio's resourceVersion, so only one of them records the expiry and posts its Event."""
+    operator_factory()
+    operator_factory()
+    sh.create_environment(cluster, namespace)
+    for name in ("twin-a", "twin-b", "twin-c"):
+        sh.create_studio(cluster, namespace, name, lifespan={"hours": 1})
+    for name in ("twin-a", "twin-b", "twin-c"):
+        expiry_is(cluster, namespace, name, 1)
+        sh.patch_status(cluster, namespace, name, {"session": {"startedAt": sh.ago(hours=2)}})
+    for name in ("twin-a", "twin-b", "twin-c"):
+        sh.wait_phase(cluster, namespace, name, "Stopped", stopReason="LifespanExpired")
+        sh.wait_no_pods(cluster, namespace, name)
+        sh.wait_event(cluster, namespace, name, "SessionExpired")
+    settle(cluster, namespace, "twin-a")
+    for name in ("twin-a", "twin-b", "twin-c"):
+        assert len(sh.events(cluster, namespace, name, "SessionExpired")) == 1, name

@@ -340,3 +340,15 @@ def test_long_names_stay_distinct() -> None:
 def test_service_name_is_the_studio_name_when_it_fits() -> None:
     assert names.service_name("rnaseq-analysis") == "rnaseq-analysis"
     assert names.service_name("1st-studio").startswith("s-")
+
+
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+
+
+@pytest.mark.parametrize("studio", ["a", "team.project-x", "x" * 63])  # the CRD allows up to 63
+def test_labels_are_valid_label_values_for_every_allowed_name(studio: str) -> None:
+    i = inputs(name=studio)
+    for obj in (build_pod(i, MountPlan()), build_service(i)):
+        for value in obj["metadata"]["labels"].values():
+            assert LABEL_VALUE.match(value), value
+        assert obj["metadata"]["labels"][STUDIO_LABEL] == studio

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -61,6 +61,7 @@ def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
 
 STALE_RETRY_SECONDS = 1.0
 POD_DELETION_CHECK_SECONDS = 10.0
+POD_DELETION_SLACK = timedelta(seconds=5)
 WAITING_FOR_POD_DELETION = {"WaitingForPreviousSession", "ReplacingPreviousSession"}
 
 
@@ -218,10 +219,14 @@ class Reconciler:
         return outcome
 
     async def _delete_pod(self, pod: dict[str, Any]) -> bool:
-        """Delete the pod (again, if it is terminating): True while it still exists, False when it is
-        gone. The store can miss a deletion that happened while the operator was not watching
-        (a restart), so the API server's answer (404, or 409: a new namesake) corrects it."""
+        """Delete the pod: True while it still exists, False when it is gone. The store can miss a
+        deletion that happened while the operator was not watching (a restart): a pod that should
+        be gone by now is deleted again, and the API server's answer (404, or 409: a new namesake)
+        corrects the store."""
         meta = pod["metadata"]
+        deadline = ls.parse_time(meta.get("deletionTimestamp"))  # when the kubelet kills it
+        if deadline is not None and ls.now() < deadline + POD_DELETION_SLACK:
+            return True  # being deleted, on time: its DELETED event will come
         if await kube.delete("v1", "Pod", meta["namespace"], meta["name"], uid=meta["uid"]):
             return True
         self.store.remove("pods", (meta["namespace"], meta["name"]), meta["uid"])

@@ -194,6 +194,8 @@ def test_errored_from_a_failing_pod_and_no_restart_until_asked(cluster: Cluster,
     event = sh.wait_event(cluster, ns, "crashy", "SessionFailed")
     assert event.type == "Warning" and "cannot bind port" in event.message
     assert not sh.cond_true(studio, "Ready")
+    stalled = sh.condition(studio, "Stalled")  # kstatus: Failed until a new start request
+    assert stalled is not None and stalled["status"] == "True" and stalled["reason"] == "SessionFailed"
 
     # the failed pod stays for `kubectl logs`; nothing restarts by itself
     pods = sh.pods(cluster, ns, "crashy")
@@ -338,6 +340,7 @@ def test_environment_change_applies_at_the_next_session(cluster: Cluster, ns: st
     )
     assert sh.status(studio)["phase"] == "Running"
     assert "stop and start" in (sh.condition(studio, "RestartRequired") or {})["message"]
+    assert sh.status(studio)["inheritedLabels"] == ["legacy", "team"]  # what the running pod has
     # the running session keeps the pod it started with
     same = the_pod(cluster, ns, "evolving")
     assert same["metadata"]["uid"] == old_pod["metadata"]["uid"]

@@ -208,7 +208,8 @@ class Reconciler:
             held=held,
             ready=not stopping and held is None,
             reconciling=stopping,
-            stalled=False,
+            # kstatus: a failed session needs a new start request (as Argo CD's Degraded says)
+            stalled=not stopping and reason == StopReason.FAILED,
         )
         if (
             phase == Phase.STOPPED
@@ -365,6 +366,7 @@ class Reconciler:
                 inputs, problem = None, self._stalled(getattr(exc, "reason", "MountsInvalid"), f"{exc}")
 
         session = dict(status.get("session") or {})
+        started_now = False
         if pod is None:
             if problem is not None or inputs is None:
                 assert problem is not None
@@ -379,6 +381,7 @@ class Reconciler:
                 "startedAt": ls.format_time(ls.now()),
                 "environmentHash": pod["metadata"].get("annotations", {}).get(SESSION_HASH),
             }
+            started_now = True
             events.append(("Normal", "SessionStarting", f"session pod {pod['metadata']['name']} created"))
             events.extend(plan.events)
         elif session.get("podName") != pod["metadata"]["name"] or not ls.parse_time(session.get("startedAt")):
@@ -490,8 +493,11 @@ class Reconciler:
             "port": spec.template.port,
             "command": f"kubectl studio connect {name} -n {ns}",
         }
+        # What the running session's objects inherited: a changed environment applies (and shows
+        # here) from the next session on.
+        recorded = status.get("inheritedLabels")
         outcome.inherited_labels = (
-            inputs.labels.inherited if inputs is not None else status.get("inheritedLabels")
+            inputs.labels.inherited if inputs is not None and (started_now or recorded is None) else recorded
         )
         outcome.extra_conditions = extra
         outcome.events = events + outcome.events
@@ -705,6 +711,7 @@ class Reconciler:
             f"{state.message}; the pod {pod['metadata']['name']} is kept for `kubectl logs` until the next start",
             stop_reason=StopReason.FAILED,
             held=restart,
+            stalled=True,
         )
         outcome.events.append(("Warning", "SessionFailed", outcome.message))
         return outcome

@@ -47,14 +47,16 @@ def owned_by_someone_else(cluster: Cluster, name: str) -> bool:
     return HELM_OWNER not in (role.metadata.annotations or {})
 
 
-def crd_exists_unowned(cluster: Cluster, name: str) -> bool:
+def crd_exists(cluster: Cluster, name: str) -> bool:
+    """The peering CRDs are kept on uninstall (`helm.sh/resource-policy: keep`), so a second run
+    on the same cluster finds them owned by an earlier release: install them only when absent."""
     try:
-        crd = client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition(name)
+        client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition(name)
     except ApiException as e:
         if e.status == 404:
             return False
         raise
-    return HELM_OWNER not in (crd.metadata.annotations or {})
+    return True
 
 
 # ---------------------------------------------------------------- Helm
@@ -227,7 +229,7 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
         )
 
         # high availability: peering CRDs (unless present already) and the peering object (a hook)
-        peering_crds = not crd_exists_unowned(cluster, "clusterkopfpeerings.kopf.dev")
+        peering_crds = not crd_exists(cluster, "clusterkopfpeerings.kopf.dev")
         helm(
             cluster,
             "upgrade",

@@ -797,6 +797,22 @@ class Reconciler:
             await kube.post_event(body, "Warning", outcome.reason, outcome.message)
 
     async def _finish(self, body: dict[str, Any], outcome: Outcome) -> float | None:
+        meta = body["metadata"]
+        lock = self._workspace_lifespan(meta["namespace"])
+        if lock is not None and not any(c["type"] == "LifespanLocked" for c in outcome.extra_conditions):
+            # Stopped studios show the lock too, so a user sees it before starting.
+            hours = ls.effective_lifespan(None, None, lock).hours
+            outcome.extra_conditions.append(
+                condition(
+                    "LifespanLocked",
+                    True,
+                    "WorkspaceLock",
+                    f"the workspace sets every studio's lifespan to "
+                    f"{'keep running' if hours is None else f'{hours} hours'}; "
+                    "spec.lifespan and the session annotation are ignored",
+                    meta.get("generation", 1),
+                )
+            )
         await self._write_status(body, outcome)
         if outcome.phase == Phase.STOPPING or outcome.reason in WAITING_FOR_POD_DELETION:
             # The pod's DELETED event normally triggers the next pass; look again anyway.

@@ -8,6 +8,7 @@ changed. Deadlines (lifespan expiry and its warning) go to the one scheduler.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from ..resources.mounts import MountPlan, plan_mounts
 from ..resources.podstate import PodState, pod_state
 from ..resources.session import (
     APPLIED_HASH,
+    INHERITED_LABELS,
     SESSION_HASH,
     build_pod,
     build_service,
@@ -94,6 +96,7 @@ class Reconciler:
         self.store = store
         self.queue = queue
         self.scheduler = scheduler
+        self._event_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ entry point
 
@@ -496,9 +499,15 @@ class Reconciler:
         # What the running session's objects inherited: a changed environment applies (and shows
         # here) from the next session on.
         recorded = status.get("inheritedLabels")
-        outcome.inherited_labels = (
-            inputs.labels.inherited if inputs is not None and (started_now or recorded is None) else recorded
-        )
+        from_pod = (pod["metadata"].get("annotations") or {}).get(INHERITED_LABELS)
+        if from_pod is not None:
+            outcome.inherited_labels = [k for k in from_pod.split(",") if k]
+        else:
+            outcome.inherited_labels = (
+                inputs.labels.inherited
+                if inputs is not None and (started_now or recorded is None)
+                else recorded
+            )
         outcome.extra_conditions = extra
         outcome.events = events + outcome.events
         return outcome
@@ -549,10 +558,14 @@ class Reconciler:
             )
             if existing is None:  # kept across sessions; never resized or replaced behind the user's back
                 await self._create_or_adopt("persistentvolumeclaims", workspace)
-        await self._apply_if_changed("services", build_service(inputs))
-        pod = await self._create_or_adopt("pods", build_pod(inputs, plan))
+        # Independent writes go out together: a start costs one round trip here, not two.
+        _, pod = await asyncio.gather(
+            self._apply_if_changed("services", build_service(inputs)),
+            self._create_or_adopt("pods", build_pod(inputs, plan)),
+        )
         metrics.SESSIONS_STARTED.inc()
-        return pod
+        created: dict[str, Any] = pod
+        return created
 
     async def _converge_data_volumes(self, ns: str, name: str, plan: MountPlan) -> None:
         """Data PVs and claims between sessions: create what is missing, replace what changed
@@ -783,7 +796,7 @@ class Reconciler:
         meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
         body["status"] = patched.get("status") or new
         for type_, reason, message in outcome.events:
-            await kube.post_event(body, type_, reason, message)
+            self._post_event(body, type_, reason, message)
         stalled_before = find(old.get("conditions"), "Stalled")
         if (
             outcome.stalled
@@ -794,7 +807,18 @@ class Reconciler:
                 or stalled_before.get("reason") != outcome.reason
             )
         ):
-            await kube.post_event(body, "Warning", outcome.reason, outcome.message)
+            self._post_event(body, "Warning", outcome.reason, outcome.message)
+
+    def _post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """Events are best effort and never hold up a reconcile: posted in the background."""
+        snapshot = {
+            "apiVersion": body.get("apiVersion"),
+            "kind": body.get("kind"),
+            "metadata": dict(body["metadata"]),
+        }
+        task = asyncio.create_task(kube.post_event(snapshot, type_, reason, message))
+        self._event_tasks.add(task)
+        task.add_done_callback(self._event_tasks.discard)
 
     async def _finish(self, body: dict[str, Any], outcome: Outcome) -> float | None:
         meta = body["metadata"]

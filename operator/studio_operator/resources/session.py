@@ -17,6 +17,7 @@ CONTAINER_NAME = "studio"
 WORKSPACE_PATH = "/workspace"
 APPLIED_HASH = "studios.dev/applied-hash"
 SESSION_HASH = "studios.dev/session-hash"
+INHERITED_LABELS = "studios.dev/inherited-labels"
 # A uid/gid that common notebook images (jovyan 1000:100) run as.
 DEFAULT_UID = 1000
 DEFAULT_GID = 100
@@ -165,7 +166,11 @@ def build_pod(inputs: SessionInputs, mounts: MountPlan) -> dict[str, Any]:
         "metadata": _metadata(inputs, names.pod_name(inputs.studio.name, inputs.studio.uid)),
         "spec": pod_spec,
     }
-    pod["metadata"]["annotations"] = {SESSION_HASH: environment_hash(inputs)}
+    pod["metadata"]["annotations"] = {
+        SESSION_HASH: environment_hash(inputs),
+        # The session's own record of what it inherited (status reads it back from the pod).
+        INHERITED_LABELS: ",".join(inputs.labels.inherited),
+    }
     return pod
 
 

@@ -170,3 +170,16 @@ bench-quick: venv $(BENCH_CLUSTER) ## quick benchmark, about 100 studios (about 
 bench-clean: venv ## delete what interrupted benchmark runs left (label studio-bench/run); stop bench-cp
 	$(PY) bench/run.py --cleanup
 	-bash bench/isolated.sh down
+
+# --- Reliability: fault injection (issue 9; tests/reliability, docs/reliability.md) ----------
+# `make test` runs the same suite trimmed (60 studios, short outages: a few minutes). The full run
+# kills the operator during 200 studios' starts, stops and deletions, keeps API servers away for
+# 30 s, delays responses past the request timeout; about 15 minutes on 2 CPUs. Figures are printed
+# at the end and merged into .cluster/reliability/figures.json. STUDIO_RELIABILITY_SEED=N replays
+# the crash scenario's random kills.
+
+RELIABILITY_N ?= 200
+
+.PHONY: test-reliability
+test-reliability: venv cluster-binaries ## fault-injection suite at full scale (200 studios, long outages)
+	STUDIO_RELIABILITY_N=$(RELIABILITY_N) STUDIO_RELIABILITY_FULL=1 $(PY) -m pytest tests/reliability -m reliability

@@ -1882,11 +1882,24 @@ def other_operators(mine: set[int], server: str | None = None) -> list[str]:
     return found
 
 
-def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
-    """py-spy raw (collapsed) stacks -> the functions with the most samples, self and inclusive."""
+IDLE_LEAVES = (
+    "select (selectors.py)",
+    "_worker (concurrent/futures/thread.py)",
+    "read (ssl.py)",
+    "recv_into (ssl.py)",
+    "do_poll",
+    "wait (threading.py)",
+)
+PLUMBING = ("<frozen runpy>", "(__main__.py)", "(asyncio/", "(threading.py)", "running.py)")
+
+
+def summarize_profile(path: Path, top: int = 30) -> dict[str, Any]:
+    """py-spy raw (collapsed) stacks -> where the operator's CPU goes: samples whose innermost frame is
+    a wait (epoll, a pool thread waiting for work, a socket read) count as idle; of the rest, the
+    functions with the most samples, self and inclusive (event-loop/thread plumbing left out)."""
     self_c: Counter[str] = Counter()
     incl: Counter[str] = Counter()
-    total = 0
+    total = busy = 0
     with contextlib.suppress(OSError):
         for line in path.read_text(errors="replace").splitlines():
             stack, _, count = line.rpartition(" ")
@@ -1895,15 +1908,19 @@ def summarize_profile(path: Path, top: int = 25) -> dict[str, Any]:
             n = int(count)
             total += n
             frames = [_frame(f) for f in stack.split(";") if f]
-            if frames:
-                self_c[frames[-1]] += n
+            if not frames or any(k in frames[-1] for k in IDLE_LEAVES):
+                continue
+            busy += n
+            self_c[frames[-1]] += n
             for f in set(frames):
-                incl[f] += n
+                if not any(k in f for k in PLUMBING):
+                    incl[f] += n
     return {
         "file": str(path),
         "samples": total,
-        "self": [(f, round(c / total * 100, 1)) for f, c in self_c.most_common(top)] if total else [],
-        "inclusive": [(f, round(c / total * 100, 1)) for f, c in incl.most_common(top * 2)] if total else [],
+        "busy_pct": round(busy / total * 100, 1) if total else None,
+        "busy_self": [(f, round(c / busy * 100, 1)) for f, c in self_c.most_common(top)] if busy else [],
+        "busy_inclusive": [(f, round(c / busy * 100, 1)) for f, c in incl.most_common(top)] if busy else [],
     }
 
 
@@ -1956,25 +1973,36 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-GOALS: list[tuple[str, str, str, float]] = [
-    # key, description, comparison, threshold (issue 8)
-    ("start_ratio", "start_ratio <= 1.5 (at N = 1,000)", "<=", 1.5),
-    ("start_overhead_p50_ms", "start overhead p50 <= 50 ms", "<=", 50.0),
-    ("writes_per_start", "writes per start <= contract minimum (5) + 2", "<=", 7.0),
-    ("expiry_p99_s", "expiry burst p99 <= 5 s", "<=", 5.0),
-    ("expiry_single_s", "single expiry <= 1 s late", "<=", 1.0),
-    ("rss_mb", "RSS <= 250 MB (at N = 5,000)", "<=", 250.0),
-    ("idle_cpu_pct", "idle CPU <= 2% of a core", "<=", 2.0),
-    ("restart_s", "restart until reconciled <= 30 s (at N = 5,000)", "<=", 30.0),
+GOALS: list[tuple[str, str, float, int]] = [
+    # key, goal (issue 8), limit (value <= limit), the N the goal is stated for
+    ("start_ratio", "start_ratio <= 1.5 at N = 1,000", 1.5, 1000),
+    ("start_overhead_p50_ms", "start overhead p50 <= 50 ms", 50.0, 0),
+    ("writes_per_start", "writes per start <= contract minimum (5) + 2", 7.0, 0),
+    ("expiry_p99_s", "expiry burst (1,000 of 5,000) p99 <= 5 s", 5.0, 5000),
+    ("expiry_single_s", "single expiry <= 1 s late", 1.0, 0),
+    ("rss_mb", "RSS <= 250 MB at N = 5,000 (half running)", 250.0, 5000),
+    ("idle_cpu_pct", "idle CPU <= 2% of a core", 2.0, 0),
+    ("restart_s", "restart until reconciled <= 30 s at N = 5,000", 30.0, 5000),
 ]
 
 
 def goals(top: dict[str, Any]) -> list[dict[str, Any]]:
+    """`met` is None when not measured, or measured below the N the goal is stated for."""
     out = []
-    for key, text, _cmp, limit in GOALS:
+    n = top.get("studios") or 0
+    for key, text, limit, at_n in GOALS:
         value = top.get(key)
+        met = None if value is None or n < at_n else value <= limit
         out.append(
-            {"key": key, "goal": text, "value": value, "met": None if value is None else value <= limit}
+            {
+                "key": key,
+                "goal": text,
+                "value": value,
+                "limit": limit,
+                "at_n": at_n,
+                "met": met,
+                "indicative": value is not None and n < at_n and value <= limit,
+            }
         )
     return out
 
@@ -2053,11 +2081,13 @@ def markdown(results: dict[str, Any]) -> str:
     top = results["headline"]
     lines += ["", "| goal (issue 8) | measured | met |", "|---|---:|:---:|"]
     for g in results["goals"]:
-        met = "-" if g["met"] is None else ("yes" if g["met"] else "**no**")
+        if g["met"] is None and g["value"] is not None:
+            met = f"(N={top['studios']}: {'within' if g['indicative'] else '**over**'})"
+        else:
+            met = "-" if g["met"] is None else ("yes" if g["met"] else "**no**")
         lines.append(f"| {g['goal']} | {_fmt(g['value'])} | {met} |")
     if results.get("notes"):
         lines += ["", *[f"- note: {n}" for n in results["notes"]]]
-    del top
     return "\n".join(lines) + "\n"
 
 
@@ -2126,15 +2156,21 @@ def plot(results: dict[str, Any], path: Path) -> None:
         xs = [str(r["studios"]) for r in sizes]
         w = [r["api_start"]["writes_per_start"] or 0 for r in sizes]
         rss = [r["footprint"]["rss_mb"] or 0 for r in sizes]
-        bars = ax.bar([i - 0.2 for i in range(len(xs))], w, width=0.4, label="operator writes per start")
+        pos = list(range(len(xs)))
+        bars = ax.bar([i - 0.2 for i in pos], w, width=0.35, label="operator writes per start")
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
-        ax.set_xticks(range(len(xs)), xs)
+        ax.set_xticks(pos, xs)
+        ax.set_xlim(-0.8, len(xs) - 0.2)
+        ax.set_ylim(0, max([*w, 1]) * 1.35)
         ax.set_xlabel("N studios")
         ax.set_ylabel("writes per start")
         ax2 = ax.twinx()
-        bars2 = ax2.bar([i + 0.2 for i in range(len(xs))], rss, width=0.4, color="tab:orange", label="RSS MB")
+        bars2 = ax2.bar(
+            [i + 0.2 for i in pos], rss, width=0.35, color="tab:orange", label="RSS MB (half running)"
+        )
         ax2.bar_label(bars2, fmt="%.0f", fontsize=8)
-        ax2.set_ylabel("operator RSS (MB, half running)")
+        ax2.set_ylim(0, max([*rss, 1]) * 1.35)
+        ax2.set_ylabel("operator RSS (MB)")
         ax.legend(loc="upper left", fontsize=8)
         ax2.legend(loc="upper right", fontsize=8)
     ax.set_title("3/5. API writes per start and memory")
@@ -2172,7 +2208,7 @@ def write_results(results: dict[str, Any], cfg: Config) -> Path:
 # command line
 
 
-def parse(argv: Sequence[str]) -> tuple[Config, bool]:
+def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
     env = os.environ.get
     p = argparse.ArgumentParser(
         prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -2260,6 +2296,9 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool]:
     p.add_argument(
         "--cleanup", action="store_true", help="only delete what earlier runs left behind, then exit"
     )
+    p.add_argument(
+        "--render", type=Path, help="only rewrite latest.{json,md,png} in --out from this results JSON"
+    )
     a = p.parse_args(argv)
     sizes = [int(x) for x in str(a.sizes).replace(" ", "").split(",") if x]
     if not sizes or min(sizes) < 3:
@@ -2286,7 +2325,7 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool]:
         history=a.history,
         keep=a.keep,
     )
-    return cfg, a.cleanup
+    return cfg, a.cleanup, a.render
 
 
 async def amain(cfg: Config, cleanup_only: bool) -> int:
@@ -2318,7 +2357,12 @@ async def amain(cfg: Config, cleanup_only: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg, cleanup_only = parse(sys.argv[1:] if argv is None else argv)
+    cfg, cleanup_only, render = parse(sys.argv[1:] if argv is None else argv)
+    if render is not None:
+        cfg.history = False
+        path = write_results(json.loads(render.read_text()), cfg)
+        log(f"wrote {path} (+ latest.md{', latest.png' if cfg.plot else ''}) from {render}")
+        return 0
     try:
         return asyncio.run(amain(cfg, cleanup_only))
     except BenchError as exc:

@@ -4,6 +4,9 @@
     python hack/cluster.py up       # idempotent: reuse a healthy cluster, else start a fresh one
     python hack/cluster.py down     # stop the processes recorded in .cluster/pids/ (logs are kept)
     python hack/cluster.py status   # exit code 0 iff the cluster is healthy
+    python hack/cluster.py restart kube-apiserver [--down SECONDS]
+                                    # stop one component (pid file) and start it again with the
+                                    # same command line (fault injection: tests/reliability)
 
 Runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler (if built) and kwok (if built)
 from .cluster/bin/ (built by hack/build-control-plane.sh), each detached, logging to
@@ -809,17 +812,48 @@ def cmd_status() -> int:
     return 1
 
 
+def cmd_restart(name: str, down: float) -> int:
+    """Stop one running component and start it again with the very same command line."""
+    with locked():
+        pid = read_pids().get(name)
+        if pid is None or not pid_alive(pid) or not pid_is_ours(pid):
+            raise ClusterError(f"{name} is not running (pid file {PIDS / (name + '.pid')})")
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = [a.decode() for a in raw.split(b"\0") if a]
+        t = time.monotonic()
+        _stop_pids({name: pid}, STOP_TIMEOUT)
+        log(f"{name} stopped after {time.monotonic() - t:.1f}s; starting again in {down:.1f}s")
+        time.sleep(down)
+        new_pid = start_process(name, argv)
+        info = read_info()
+        info.setdefault("pids", {})[name] = new_pid
+        write_info(info)
+        ready: dict[str, Callable[[], bool]] = {
+            "etcd": lambda: http(f"http://127.0.0.1:{info['ports']['etcd']}/health")[0] == 200,
+            "kube-apiserver": lambda: http(f"{info['apiserver']}/readyz", ctx=admin_context())[0] == 200,
+        }
+        check = ready.get(name, lambda: pid_alive(new_pid))
+        wait_until(f"{name} ready", check, timeout=APISERVER_TIMEOUT, watch={name: new_pid})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "restart"])
+    parser.add_argument("component", nargs="?", choices=COMPONENTS, help="restart: which process")
+    parser.add_argument("--down", type=float, default=0.0, help="restart: seconds to stay stopped")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             return cmd_up()
         if args.command == "down":
             return cmd_down()
+        if args.command == "restart":
+            if not args.component:
+                parser.error("restart needs a component, e.g. kube-apiserver")
+            return cmd_restart(args.component, args.down)
         return cmd_status()
     except (ClusterError, subprocess.CalledProcessError) as e:
         print(f"error: {e}", file=sys.stderr)

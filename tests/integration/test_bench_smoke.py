@@ -18,7 +18,14 @@ import pytest
 
 from kube_helpers import ROOT, Cluster
 
-CONTRACT_KEYS = ("studios", "start_ratio", "start_overhead_p50_ms", "writes_per_start", "expiry_p99_s", "rss_mb")
+CONTRACT_KEYS = (
+    "studios",
+    "start_ratio",
+    "start_overhead_p50_ms",
+    "writes_per_start",
+    "expiry_p99_s",
+    "rss_mb",
+)
 
 
 def test_bench_smoke(cluster: Cluster, operator_factory: Callable[..., Any], tmp_path: Path) -> None:

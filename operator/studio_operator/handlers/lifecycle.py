@@ -15,7 +15,7 @@ from ..config import OPTIONS
 from ..peering import Gate
 from ..runtime import Scheduler, Store, WorkQueue, run_workers
 from .studios import Reconciler
-from .watches import WIRING
+from .watches import WIRING, resync
 
 log = logging.getLogger(__name__)
 MANAGED_SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY_VALUE}"
@@ -82,17 +82,12 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     reconciler = Reconciler(store, queue, scheduler)
     gate = Gate()
 
+    WIRING.kinds = PRIMED
+
     async def prime() -> None:
-        """Fill the store from LISTs and queue every studio (at start and on becoming active)."""
-        for kind, api_version, k, selector in PRIMED:
-            try:
-                items = await kube.list_(api_version, k, label_selector=selector)
-            except kube.ApiError as exc:
-                log.warning("could not list %s (%s); relying on the watch", kind, exc)
-                continue
-            store.replace(kind, items)
-        for key, _body in store.items("studios"):
-            queue.add(key)
+        """Fill the store from LISTs and queue every studio (at start and on becoming active).
+        The same merge as after kopf relists: kopf's watches may already be feeding the store."""
+        await resync()
 
     if OPTIONS.peering:
         from . import datalinks

@@ -222,6 +222,23 @@ class Reconciler:
             outcome.events.append(("Normal", "SessionStopped", "the session ended at the user's request"))
         return outcome
 
+    async def _confirm_current(self, body: dict[str, Any]) -> None:
+        """Before replacing a session pod that vanished, ask the API server whether the studio read
+        from the store is still the current one. The garbage collector removes the pods of a
+        deleted studio, and that pod's DELETED event can be handled before the studio's own (they
+        come from different watches; after a restart the store can lag further): without this
+        check a new pod would be created for a studio that no longer exists. One GET, only when a
+        recorded session lost its pod (not on ordinary starts)."""
+        meta = body["metadata"]
+        current = await kube.get(API_VERSION, "Studio", meta["namespace"], meta["name"])
+        if current is None or (current.get("metadata") or {}).get("uid") != meta["uid"]:
+            raise StaleStudio(f"{meta['namespace']}/{meta['name']} (deleted)")
+        if current["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
+            current.setdefault("apiVersion", API_VERSION)
+            current.setdefault("kind", "Studio")
+            self.store.put("studios", current)
+            raise StaleStudio(f"{meta['namespace']}/{meta['name']} (changed)")
+
     async def _delete_pod(self, pod: dict[str, Any]) -> bool:
         """Delete the pod: True while it still exists, False when it is gone. The store can miss a
         deletion that happened while the operator was not watching (a restart): a pod that should
@@ -374,6 +391,8 @@ class Reconciler:
             if problem is not None or inputs is None:
                 assert problem is not None
                 return problem
+            if session.get("podName"):
+                await self._confirm_current(body)  # the session's pod vanished: still wanted?
             try:
                 pod = await self._start_session(body, inputs, plan)
             except RetryLater as wait:

@@ -7,17 +7,29 @@ The handlers are `async` on purpose: kopf runs synchronous handlers in a thread 
 store and the work queue (an asyncio.Queue) belong to the event loop's thread. From threads, a
 queued key could be lost (a race between `add` and `done`) or wake no worker, and a store write
 could break an iteration in the loop ("dictionary changed size during iteration").
+
+kopf (re)lists a resource when it starts watching it and whenever a watch cannot continue (410
+Gone after compaction or a long outage, an API server restart): the listing re-announces what
+exists (events of type None) but never what was deleted in between. So when listing events come,
+`resync` LISTs every kind once they settle and drops what is gone (client-go's informers call this
+Replace); without it a pod deleted while the operator was starting, or while the API server was
+unreachable, would stay in the store and its studio would wait for it forever.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import kopf
 
+from .. import kube
 from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
 from ..runtime import Key, Store, WorkQueue
 from .studios import NAMESPACE_LABEL
+
+log = logging.getLogger(__name__)
 
 USER_ROLES = {"studios-connect", "studios-launch", "studios-maintain", "studios-admin"}
 MANAGED_SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY_VALUE}"
@@ -26,9 +38,97 @@ MANAGED_SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY_VALUE}"
 class Wiring:
     store: Store | None = None
     queue: WorkQueue | None = None
+    # What the store holds: (store kind, apiVersion, Kind, label selector); set at start-up.
+    kinds: list[tuple[str, str, str, str | None]] = []
 
 
 WIRING = Wiring()
+
+RESYNC_QUIET = 1.0  # seconds without listing events before resyncing
+RESYNC_MAX_DELAY = 10.0  # ... but no later than this after the first one
+
+
+class _Resync:
+    timer: asyncio.TimerHandle | None = None
+    first: float = 0.0
+    task: asyncio.Task[None] | None = None
+    again: bool = False
+
+
+_RESYNC = _Resync()
+
+
+def _rv(body: dict[str, Any]) -> int:
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+async def resync(why: str = "") -> None:
+    """LIST every kind the store holds; keep newer versions, drop what no longer exists (and is
+    older than the listing), then queue every studio (and those that disappeared)."""
+    store, queue = WIRING.store, WIRING.queue
+    if store is None:
+        return
+    touched: list[Key] = []
+    dropped = 0
+    for kind, api_version, k, selector in WIRING.kinds:
+        query = {"labelSelector": selector} if selector else {}
+        try:
+            result = await kube.request("GET", kube.path_for(api_version, k), query=query)
+        except kube.ApiError as exc:
+            log.warning("resync: could not list %s (%s); relying on the watch", kind, exc)
+            continue
+        list_rv = _rv(result)
+        listed: set[Key] = set()
+        for item in result.get("items") or []:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", k)
+            meta = item["metadata"]
+            listed.add((meta.get("namespace") or "", meta["name"]))
+            store.put(kind, item)
+        for key, body in store.items(kind):
+            if key not in listed and (_rv(body) < list_rv or not list_rv):
+                store.remove(kind, key, (body.get("metadata") or {}).get("uid"))
+                dropped += 1
+                touched.extend([key] if kind == "studios" else _owner_studio(body))
+    if why:
+        log.info("resync %s: dropped %d objects that no longer exist", why, dropped)
+    if queue is not None:
+        for key in [*touched, *(k for k, _ in store.items("studios"))]:
+            queue.add(key)
+
+
+def _listing_seen() -> None:
+    """A listing event: (re)start the quiet-period timer of the next resync."""
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    if _RESYNC.timer is None:
+        _RESYNC.first = now
+    else:
+        _RESYNC.timer.cancel()
+    delay = max(0.0, min(RESYNC_QUIET, _RESYNC.first + RESYNC_MAX_DELAY - now))
+    _RESYNC.timer = loop.call_later(delay, _start_resync)
+
+
+def _start_resync() -> None:
+    _RESYNC.timer = None
+    if _RESYNC.task is not None and not _RESYNC.task.done():
+        _RESYNC.again = True  # one at a time; run once more when this one ends
+        return
+    _RESYNC.task = asyncio.create_task(_run_resync(), name="resync")
+
+
+async def _run_resync() -> None:
+    while True:
+        _RESYNC.again = False
+        try:
+            await resync("after a relisting")
+        except Exception:
+            log.exception("resync failed")
+        if not _RESYNC.again:
+            return
 
 
 def _ingest(kind: str, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -38,6 +138,8 @@ def _ingest(kind: str, event: dict[str, Any]) -> dict[str, Any] | None:
     if store is None or not body:
         return None
     meta = body.get("metadata") or {}
+    if event.get("type") is None and WIRING.kinds:
+        _listing_seen()
     if event.get("type") == "DELETED":
         store.remove(kind, (meta.get("namespace") or "", meta["name"]), meta.get("uid"))
     else:

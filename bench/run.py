@@ -729,6 +729,7 @@ class Config:
     operator_env: dict[str, str]
     profile: bool
     exclusive_wait: float
+    bracket: bool
     plot: bool
     label: str
     history: bool
@@ -1223,7 +1224,12 @@ class Bench:
                 "GET", api_path("v1", "pods", ns), query={"labelSelector": f"{STUDIO_LABEL}={studio}"}
             )
         )["items"]
-        pod, svc = items[0], await self.api.get(api_path("v1", "services", ns, studio))
+        pod, svc = items[0], None
+        deadline = time.monotonic() + 60
+        while svc is None and time.monotonic() < deadline:  # the Service may come after the pod
+            svc = await self.api.get(api_path("v1", "services", ns, studio))
+            if svc is None:
+                await asyncio.sleep(0.1)
         if svc is None:
             raise BenchError(f"the operator made no service for {studio}")
 
@@ -1324,9 +1330,10 @@ class Bench:
 
     # ----------------------------------------------------------------- 1, 3, 4, 5, 6 at one size
 
-    async def scenario(self, n: int) -> dict[str, Any]:
+    async def scenario(self, n: int, out: dict[str, Any]) -> None:
+        """Fills `out` phase by phase (a failure leaves what was measured so far)."""
         cfg = self.cfg
-        ns_op, ns_dir = self.ns(f"op{n}"), self.ns(f"dir{n}")
+        ns_op, ns_dir, ns_dir_b = self.ns(f"op{n}"), self.ns(f"dir{n}"), self.ns(f"dirb{n}")
         await self.make_namespace(ns_op, operator=True)
         await self.make_namespace(ns_dir, operator=False)
         op = Operator(self, f"n{n}", [ns_op])
@@ -1339,7 +1346,7 @@ class Bench:
             self.watch(api_path("v1", "pods", ns_dir), STUDIO_LABEL, dir_pods.on_event),
             self.watch(api_path(GROUP_VERSION, "studios", ns_op), None, studios.on_event),
         ]
-        wait_s = 120 + n * 0.5
+        wait_s = 300 + n * 1.0
         small = n <= 200  # re-check on every watch event; else poll (the checks are O(N))
         poll = 1.0 if small else 0.2
         await self.api.create(api_path(GROUP_VERSION, "studios", ns_op), self.studio("warmup"))
@@ -1347,44 +1354,15 @@ class Bench:
         await wait_until(studios.in_phase("warmup", "Running"), 60, "warmup Running", 1, studios.signal)
         names = [f"s-{i:05d}" for i in range(n)]
         name_set = set(names)
-        out: dict[str, Any] = {"studios": n}
+        out["studios"] = n
 
-        # 1. start throughput: the direct baseline first ...
+        # 1. start throughput: the direct baseline before and after the operator (drift in the
+        # machine's load between the phases then shows as a spread, and the mean cancels most of it)
         log(f"N={n}: direct baseline ({n} services + pods, concurrency {cfg.concurrency})")
         await self.exclusive(f"N={n} start")
         t_phase = time.time()
-        await self.settle()
-        before = await self.snapshot()
-
-        async def direct(name: str) -> None:
-            pod, svc = self.direct_objects(name, pod_t, svc_t)
-            await self.api.create(api_path("v1", "services", ns_dir), svc)
-            await self.api.create(api_path("v1", "pods", ns_dir), pod)
-
-        t0 = time.time()
-        await bounded(cfg.concurrency, names, direct)
-        t_sent = time.time()
-        await wait_until(
-            lambda: len(dir_pods.first("seen", name_set)) >= n,
-            wait_s,
-            "direct pods",
-            poll,
-            dir_pods.signal if small else None,
-        )
-        seen = dir_pods.first("seen", name_set)
-        direct_s = max(max(seen.values()), t_sent) - t0
-        direct_sent_s = t_sent - t0
-        await wait_until(
-            lambda: len(dir_pods.first("ready", name_set)) >= n,
-            wait_s,
-            "direct pods Ready",
-            poll,
-            dir_pods.signal if small else None,
-        )
-        direct_ready_s = max(dir_pods.first("ready", name_set).values()) - t0
-        direct_curve = sorted(t - t0 for t in seen.values())
-        after_direct = await self.snapshot()
-        d_direct = delta(before, after_direct)
+        base_a = await self.direct_phase(ns_dir, dir_pods, names, pod_t, svc_t, wait_s, poll, small)
+        d_direct = base_a["api"]
 
         # ... then the operator: N studios at once until every session pod exists
         log(f"N={n}: operator start ({n} studios at once)")
@@ -1417,6 +1395,18 @@ class Bench:
         op_running_s = max(studios.phase_times(names, "Running").values()) - t0
         after = await self.settle()
         d_start = delta(before, after)
+        base_b: dict[str, Any] | None = None
+        if cfg.bracket:
+            log(f"N={n}: direct baseline again, after the operator")
+            await self.make_namespace(ns_dir_b, operator=False)
+            dir_b_pods = PodTracker()
+            watches.append(self.watch(api_path("v1", "pods", ns_dir_b), STUDIO_LABEL, dir_b_pods.on_event))
+            base_b = await self.direct_phase(ns_dir_b, dir_b_pods, names, pod_t, svc_t, wait_s, poll, small)
+        bases = [b for b in (base_a, base_b) if b is not None]
+        direct_s = sum(b["seconds"] for b in bases) / len(bases)
+        direct_ready_s = sum(b["ready_s"] for b in bases) / len(bases)
+        direct_sent_s = sum(b["sent_s"] for b in bases) / len(bases)
+        direct_curve = base_a["curve"]
         out["start"] = {
             "operator_s": rnd(op_s),
             "direct_s": rnd(direct_s),
@@ -1425,6 +1415,8 @@ class Bench:
             "direct_per_s": rnd(n / direct_s, 1),
             "create_requests_s": rnd(t_sent - t0),
             "direct_requests_s": rnd(direct_sent_s),
+            "direct_before_s": rnd(base_a["seconds"]),
+            "direct_after_s": rnd(base_b["seconds"]) if base_b else None,
             "operator_running_s": rnd(op_running_s),
             "direct_ready_s": rnd(direct_ready_s),
             "running_ratio": rnd(ratio(op_running_s, direct_ready_s)),
@@ -1523,8 +1515,48 @@ class Bench:
             w.stop()
             self.watchers.remove(w)
         if not cfg.keep:
-            out["cleanup_s"] = await self.delete_namespaces([ns_op, ns_dir], timeout=120 + n * 0.2)
-        return out
+            gone = [ns_op, ns_dir, *([ns_dir_b] if cfg.bracket else [])]
+            out["cleanup_s"] = await self.delete_namespaces(gone, timeout=120 + n * 0.3)
+
+    async def direct_phase(
+        self,
+        ns: str,
+        pods: PodTracker,
+        names: list[str],
+        pod_t: dict[str, Any],
+        svc_t: dict[str, Any],
+        wait_s: float,
+        poll: float,
+        small: bool,
+    ) -> dict[str, Any]:
+        """The baseline: the operator's Service and Pod for each name, created directly with the
+        harness's client and concurrency, until every pod exists (and then until all are Ready)."""
+        n, name_set = len(names), set(names)
+        await self.settle()
+        before = await self.snapshot()
+
+        async def direct(name: str) -> None:
+            pod, svc = self.direct_objects(name, pod_t, svc_t)
+            await self.api.create(api_path("v1", "services", ns), svc)
+            await self.api.create(api_path("v1", "pods", ns), pod)
+
+        t0 = time.time()
+        await bounded(self.cfg.concurrency, names, direct)
+        t_sent = time.time()
+        signal = pods.signal if small else None
+        await wait_until(lambda: len(pods.first("seen", name_set)) >= n, wait_s, "direct pods", poll, signal)
+        seen = pods.first("seen", name_set)
+        await wait_until(
+            lambda: len(pods.first("ready", name_set)) >= n, wait_s, "direct pods Ready", poll, signal
+        )
+        ready_s = max(pods.first("ready", name_set).values()) - t0
+        return {
+            "seconds": max(max(seen.values()), t_sent) - t0,
+            "sent_s": t_sent - t0,
+            "ready_s": ready_s,
+            "curve": sorted(t - t0 for t in seen.values()),
+            "api": delta(before, await self.snapshot()),
+        }
 
     async def expire(
         self, ns: str, studios: StudioTracker, names: list[str], lead: float, poll: float
@@ -1704,6 +1736,7 @@ class Bench:
                 "operator_env": cfg.operator_env,
                 "profile": cfg.profile,
                 "exclusive_wait": cfg.exclusive_wait,
+                "bracket": cfg.bracket,
                 "label": cfg.label,
             },
         }
@@ -1717,7 +1750,15 @@ class Bench:
         results["sizes"] = []
         for n in cfg.sizes:
             log(f"N={n}: start")
-            results["sizes"].append(await self.scenario(n))
+            out: dict[str, Any] = {"studios": n}
+            results["sizes"].append(out)
+            try:
+                await self.scenario(n, out)
+            except BenchError as exc:
+                out["error"] = str(exc)
+                self.notes.append(f"N={n} incomplete: {exc}")
+                log(f"N={n}: FAILED ({exc}); writing what was measured")
+                break
             self.check_server()
         results["duration_s"] = round(time.time() - started, 1)
         results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -1951,7 +1992,8 @@ def _downsample(values: Sequence[float], points: int = 200) -> list[float]:
 def headline(results: dict[str, Any]) -> dict[str, Any]:
     """The contract's keys (API.md) from the largest size, plus the latency run."""
     sizes = results.get("sizes") or []
-    big = max(sizes, key=lambda s: s["studios"]) if sizes else {}
+    done = [s for s in sizes if "start" in s]
+    big = max(done, key=lambda s: s["studios"]) if done else {}
     lat = results.get("latency") or {}
     restart = big.get("restart") or {}
     stop = big.get("stop") or {}
@@ -2033,6 +2075,9 @@ def markdown(results: dict[str, Any]) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results.get("sizes") or []:
+        if "restart" not in r:
+            lines.append(f"| {r['studios']} | incomplete: {r.get('error', '?')} |" + " |" * 11)
+            continue
         st, a, stop = r["start"], r["api_start"], r.get("stop") or {}
         eb, es, fp, rs = r["expiry_burst"], r["expiry_single"], r["footprint"], r["restart"]
         lines.append(
@@ -2052,7 +2097,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"**p50 {_fmt(lat['overhead_p50_ms'], 1)} ms**, p99 {_fmt(lat['overhead_p99_ms'], 1)} ms. To Running/Ready: "
             f"p50 {_fmt(lat['to_running_operator_p50_ms'], 1)} ms vs {_fmt(lat['to_running_direct_p50_ms'], 1)} ms.",
         ]
-    for r in results.get("sizes") or []:
+    for r in [r for r in results.get("sizes") or [] if "restart" in r]:
         a = r["api_start"]
         verbs = ", ".join(f"{k} {v / r['studios']:.2f}" for k, v in sorted(a["operator_by_verb"].items()))
         stop = r.get("stop") or {}
@@ -2067,6 +2112,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"\nN={r['studios']}: operator requests per start by verb: {verbs}; per stop: {sverbs}; "
             f"per expiry {_fmt(eb['writes_per_expiry'])} writes (+{_fmt(eb['writes_per_backdate'])} when backdated). "
+            f"Direct baseline before / after the operator: {_fmt(r['start'].get('direct_before_s'))} / "
+            f"{_fmt(r['start'].get('direct_after_s'))} s (the table shows their mean). "
             f"Cluster-wide writes per start (all components, apiserver_request_total): operator "
             f"{_fmt(a['cluster_writes_per_start'])} vs direct {_fmt(r['api_direct']['cluster_writes_per_start'])}. "
             f"Expiry burst: {eb['prepared_before_deadline']}/{eb['studios']} scheduled before the deadline, "
@@ -2097,7 +2144,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = results.get("sizes") or []
+    sizes = [r for r in results.get("sizes") or [] if "restart" in r]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     fig.suptitle(
         f"studio-operator bench {results['machine']['date']} ({results['machine']['cpu_count']} CPUs, "
@@ -2290,6 +2337,12 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
         help="before each phase wait up to this many seconds until no other studio operator runs "
         "(they reconcile every namespace, ours included) [BENCH_EXCLUSIVE_WAIT]",
     )
+    p.add_argument(
+        "--no-bracket",
+        dest="bracket",
+        action="store_false",
+        help="run the direct baseline only before the operator (default: before and after, mean of both)",
+    )
     p.add_argument("--no-plot", dest="plot", action="store_false")
     p.add_argument("--no-history", dest="history", action="store_false")
     p.add_argument("--keep", action="store_true", help="leave the run's objects in place")
@@ -2320,6 +2373,7 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
         operator_env=operator_env,
         profile=a.profile,
         exclusive_wait=a.exclusive_wait,
+        bracket=a.bracket,
         plot=a.plot,
         label=a.label,
         history=a.history,

@@ -402,7 +402,38 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._remove_own_webhooks()
         return self.process.returncode
+
+    def _remove_own_webhooks(self) -> None:
+        """A stopped operator serves no webhooks: make sure no configuration still points at its
+        port (kopf removes them on a clean exit, but not when the exit was forced), so that tests
+        writing while the operator is stopped are not refused by `failurePolicy: Fail`."""
+        import kubernetes
+
+        api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        try:
+            admission = kubernetes.client.AdmissionregistrationV1Api(api)
+            marker = f":{self.webhook_port}/"
+            for read, delete in (
+                (
+                    admission.read_mutating_webhook_configuration,
+                    admission.delete_mutating_webhook_configuration,
+                ),
+                (
+                    admission.read_validating_webhook_configuration,
+                    admission.delete_validating_webhook_configuration,
+                ),
+            ):
+                try:
+                    config = read("studios.dev")
+                except kubernetes.client.ApiException:
+                    continue
+                if any(marker in (w.client_config.url or "") for w in config.webhooks or []):
+                    with contextlib.suppress(kubernetes.client.ApiException):
+                        delete("studios.dev")
+        finally:
+            api.close()
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (no cleanup in the operator)."""

@@ -431,17 +431,23 @@ def studio_json(cluster: Cluster, ns: str, name: str) -> str:
 
 
 def tracebacks(log: str) -> list[str]:
-    """The first line after each 'Traceback' in a log, for counting repeated crashes."""
+    """One line per traceback in a log: the log line that announced it, then the exception."""
     lines = log.splitlines()
     out = []
     for i, line in enumerate(lines):
         if line.startswith("Traceback"):
+            announced = lines[i - 1][:160] if i else ""
             # the exception line is the first unindented line after the traceback
             for nxt in lines[i + 1 :]:
                 if nxt and not nxt.startswith((" ", "\t")):
-                    out.append(nxt[:200])
+                    out.append(f"{announced} -> {nxt[:160]}")
                     break
     return out
+
+
+def crashes(log: str) -> list[str]:
+    """Tracebacks that are not a reconcile failing (and being retried with backoff)."""
+    return [t for t in tracebacks(log) if "reconcile of" not in t]
 
 
 def chunks(items: Iterable[T], size: int) -> list[list[T]]:

@@ -28,10 +28,10 @@ from rel_helpers import (
     Load,
     Model,
     PodTracker,
+    crashes,
     full_only,
     ignore_404,
     retrying,
-    tracebacks,
     wait_converged,
 )
 
@@ -127,8 +127,8 @@ def test_apiserver_restart_during_load(
     figures.record("apiserver-restart", "new_studio_running_after_s", after)
     figures.record("apiserver-restart", "resyncs_after_relisting", log.count("resync after a relisting"))
     assert "resync after a relisting" in log, "kopf relisted (410 Gone) but the operator did not resync"
-    crashes = [t for t in tracebacks(op.log_text()) if "reconcile of" not in t]
-    assert not crashes, crashes[:5]
+    found = crashes(op.log_text())
+    assert not found, found[:5]
 
 
 def test_apiserver_killed_long_outage(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from rel_helpers import Load, Model, PodTracker, problems, retrying, tracebacks, wait_converged
+from rel_helpers import Load, Model, PodTracker, crashes, problems, retrying, wait_converged
 
 import studio_helpers as sh
 from kube_helpers import Cluster, OperatorProcess, wait_for
@@ -102,7 +102,7 @@ def test_concurrent_edits_while_reconciling(
     figures.record("races", "operator_reconcile_retries", log.count("failed (attempt"))
     figures.record("races", "edits_converged_s", took)
     assert conflicts > 0, "the edits should have collided at least once"
-    assert not [t for t in tracebacks(log) if "reconcile of" not in t]
+    assert not crashes(log), crashes(log)
 
 
 def test_delete_during_start(cluster: Cluster, ns: str, s3: Any) -> None:

@@ -551,22 +551,29 @@ class Reconciler:
     ) -> dict[str, Any]:
         meta = body["metadata"]
         if plan.persistent_volumes and FINALIZER not in (meta.get("finalizers") or []):
-            patched = await kube.json_patch(
-                API_VERSION,
-                "Studio",
-                meta["namespace"],
-                meta["name"],
-                [
-                    {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
-                    {
-                        "op": "add",
-                        "path": "/metadata/finalizers/-"
-                        if meta.get("finalizers")
-                        else "/metadata/finalizers",
-                        "value": FINALIZER if meta.get("finalizers") else [FINALIZER],
-                    },
-                ],
-            )
+            try:
+                patched = await kube.json_patch(
+                    API_VERSION,
+                    "Studio",
+                    meta["namespace"],
+                    meta["name"],
+                    [
+                        {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+                        {
+                            "op": "add",
+                            "path": "/metadata/finalizers/-"
+                            if meta.get("finalizers")
+                            else "/metadata/finalizers",
+                            "value": FINALIZER if meta.get("finalizers") else [FINALIZER],
+                        },
+                    ],
+                )
+            except kube.ApiError as exc:
+                # 422: the `test` failed, someone wrote the studio since it was read; 404: deleted.
+                # Its watch event brings the newer version: not an error, look again.
+                if exc.status in (404, 409, 422):
+                    raise StaleStudio(f"{meta['namespace']}/{meta['name']} (finalizer)") from exc
+                raise
             self.store.put("studios", patched)
             meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
         await self._converge_data_volumes(meta["namespace"], meta["name"], plan)

@@ -445,6 +445,14 @@ def tracebacks(log: str) -> list[str]:
     return out
 
 
+def failed_reconciles(log: str, namespace: str) -> int:
+    """Reconciles of this namespace's studios that raised (logged, retried with backoff). The
+    operators here watch every namespace; other tests' studios are not this test's business."""
+    return sum(
+        1 for line in log.splitlines() if f"reconcile of {namespace}/" in line and "failed (attempt" in line
+    )
+
+
 def crashes(log: str) -> list[str]:
     """Tracebacks that are not a reconcile failing (and being retried with backoff)."""
     return [t for t in tracebacks(log) if "reconcile of" not in t]

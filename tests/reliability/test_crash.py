@@ -24,6 +24,7 @@ from rel_helpers import (
     Model,
     PodTracker,
     crashes,
+    failed_reconciles,
     ignore_404,
     problems,
     retrying,
@@ -215,7 +216,7 @@ def test_operator_killed_during_load(
     figures.record("crash", "converge_max_s", max(converge))
     figures.record("crash", "kill_log", kill_log)
     figures.record("crash", "seed", seed)
-    figures.record("crash", "reconcile_retries_logged", log.count("failed (attempt"))
+    figures.record("crash", "reconcile_retries_logged", failed_reconciles(log, ns))
     found = crashes(log)
     print(f"tracebacks in the operator log: {len(tracebacks(log))}")
     assert not found, f"unexpected tracebacks: {found[:5]}"

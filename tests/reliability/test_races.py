@@ -16,7 +16,16 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
-from rel_helpers import Load, Model, PodTracker, crashes, problems, retrying, wait_converged
+from rel_helpers import (
+    Load,
+    Model,
+    PodTracker,
+    crashes,
+    failed_reconciles,
+    problems,
+    retrying,
+    wait_converged,
+)
 
 import studio_helpers as sh
 from kube_helpers import Cluster, OperatorProcess, wait_for
@@ -99,7 +108,7 @@ def test_concurrent_edits_while_reconciling(
     assert all(v <= 1 for v in tracker.max_live.values()), tracker.max_live
     log = operator.log_text()[log_offset:]
     figures.record("races", "client_409_conflicts", conflicts)
-    figures.record("races", "operator_reconcile_retries", log.count("failed (attempt"))
+    figures.record("races", "operator_reconcile_retries", failed_reconciles(log, ns))
     figures.record("races", "edits_converged_s", took)
     assert conflicts > 0, "the edits should have collided at least once"
     assert not crashes(log), crashes(log)

@@ -412,6 +412,14 @@ class OperatorProcess:
         import kubernetes
 
         api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
+        # Best effort: a teardown while the API server is unreachable must not hide the real failure.
+        with contextlib.suppress(Exception):
+            self._remove_webhooks_with(api)
+        api.close()
+
+    def _remove_webhooks_with(self, api: Any) -> None:
+        import kubernetes
+
         try:
             admission = kubernetes.client.AdmissionregistrationV1Api(api)
             marker = f":{self.webhook_port}/"
@@ -433,7 +441,7 @@ class OperatorProcess:
                     with contextlib.suppress(kubernetes.client.ApiException):
                         delete("studios.dev")
         finally:
-            api.close()
+            pass
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (no cleanup in the operator)."""

@@ -159,11 +159,11 @@ BENCH_RUN = if [ "$(BENCH_ISOLATED)" = 1 ]; then kc=$$(bash bench/isolated.sh up
 	$(PY) bench/run.py --kubeconfig "$$kc" --latency-samples $(BENCH_LATENCY_SAMPLES)
 
 .PHONY: bench
-bench: venv $(BENCH_CLUSTER) ## full benchmark, N = 100,1000,5000 (BENCH_SIZES; about 1-2 h on 2 CPUs)
+bench: venv $(BENCH_CLUSTER) ## full benchmark, N = 100,1000,5000 (BENCH_SIZES; 2 h or more on 2 CPUs)
 	$(BENCH_RUN) --sizes $(BENCH_SIZES) --label full $(BENCH_ARGS)
 
 .PHONY: bench-quick
-bench-quick: venv $(BENCH_CLUSTER) ## quick benchmark, about 100 studios (about 5 min)
+bench-quick: venv $(BENCH_CLUSTER) ## quick benchmark, about 100 studios (about 3 min)
 	$(BENCH_RUN) --sizes $(BENCH_QUICK_SIZES) --label quick $(BENCH_ARGS)
 
 .PHONY: bench-clean

@@ -175,3 +175,8 @@ def labels_field(description: str) -> Any:
             ),
         },
     )
+
+
+# Annotations of the contract (API.md), named once for the operator, the webhooks and the CLI.
+CREATED_BY_ANNOTATION = "studios.dev/created-by"
+RESTART_ANNOTATION = "studios.dev/restart"

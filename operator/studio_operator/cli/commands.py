@@ -15,7 +15,12 @@ from typing import Any, TextIO
 
 import yaml
 
-from ..api.common import API_VERSION, LABEL_KEY, LABEL_VALUE
+from ..api.common import (
+    API_VERSION,
+    LABEL_KEY,
+    LABEL_VALUE,
+    RESTART_ANNOTATION,
+)
 from ..api.kinds import MAX_LIFESPAN_HOURS, MIN_LIFESPAN_HOURS
 from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, format_time, parse_time
 from ..resources.merge import is_reserved_label
@@ -24,7 +29,6 @@ from . import format as fmt
 from .errors import CliError, NotFound, UsageError
 from .kubeclient import Studios, Target
 
-RESTART_ANNOTATION = "studios.dev/restart"
 ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 

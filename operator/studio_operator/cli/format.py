@@ -6,9 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ..api.common import CREATED_BY_ANNOTATION
 from ..resources.lifespan import parse_time
 
-CREATED_BY_ANNOTATION = "studios.dev/created-by"
 NONE = "<none>"
 
 

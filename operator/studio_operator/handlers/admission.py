@@ -37,14 +37,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from .. import rbac
-from ..api.common import GROUP, RESERVED_KEYS_MSG, VERSION
+from ..api.common import CREATED_BY_ANNOTATION as CREATED_BY
+from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, VERSION
 from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, parse_hours_annotation
 from ..resources.merge import is_reserved_label
 
 logger = logging.getLogger(__name__)
 
-CREATED_BY = "studios.dev/created-by"
-RESTART_ANNOTATION = "studios.dev/restart"
+
 # What studios-launch may change on a studio besides spec.state.
 LAUNCH_ANNOTATIONS = frozenset({RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION})
 # Mirrors of the spec that change with it (the spec change itself is what gets checked).

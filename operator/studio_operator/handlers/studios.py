@@ -18,7 +18,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import kube, metrics, rbac
-from ..api.common import API_VERSION, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
+from ..api.common import (
+    API_VERSION,
+    CREATED_BY_ANNOTATION,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    RESTART_ANNOTATION,
+    STUDIO_LABEL,
+)
 from ..api.kinds import (
     ComputeEnvironmentSpec,
     DesiredState,
@@ -48,8 +55,7 @@ from ..runtime import Key, Scheduler, Store, WorkQueue
 
 log = logging.getLogger(__name__)
 
-RESTART_ANNOTATION = "studios.dev/restart"
-CREATED_BY_ANNOTATION = "studios.dev/created-by"
+
 FINALIZER = "studios.dev/volumes"
 NAMESPACE_LABEL = "studios.dev/namespace"
 DATA_LINK_LABEL = "studios.dev/data-link"

@@ -984,7 +984,8 @@ class Bench:
             await asyncio.sleep(0.25)
 
     async def create_service_cidr(self) -> None:
-        """The local cluster's service range is a /24 (253 ClusterIPs shared by everyone): add a /16."""
+        """A /16 of the run's own, so that N studios never exhaust a shared or small service range
+        (the local cluster had a /24 before; clusters made by an older hack/cluster.py still do)."""
         body = {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "ServiceCIDR",
@@ -2286,7 +2287,7 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
     p.add_argument(
         "--workers",
         type=int,
-        default=int(env("BENCH_WORKERS", "16")),
+        default=int(env("BENCH_WORKERS", "64")),
         help="operator --workers [BENCH_WORKERS]",
     )
     p.add_argument(
@@ -2298,7 +2299,7 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
     p.add_argument(
         "--api-workers",
         type=int,
-        default=int(env("STUDIO_API_WORKERS", "24")),
+        default=int(env("STUDIO_API_WORKERS", "64")),
         help="studio_operator.kube thread pool, for the operator and the harness [STUDIO_API_WORKERS]",
     )
     p.add_argument(

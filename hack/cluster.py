@@ -61,7 +61,9 @@ BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 # Start order; down stops in reverse (etcd last).
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-SERVICE_CIDR = "10.0.0.0/24"
+# A /16 like a real cluster: a /24 (253 ClusterIPs) runs out at a few hundred studios, and a
+# nearly full range makes every Service create slow (the allocator searches for a free address).
+SERVICE_CIDR = "10.0.0.0/16"
 SERVICE_IP = "10.0.0.1"
 TOKEN_USER = "studio-test-user"
 KWOK_NODE = "kwok-node-0"

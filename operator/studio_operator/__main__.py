@@ -35,7 +35,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--cert-dir", help="webhook certificates (local: generated here; cluster: mounted)")
     run.add_argument("--peering", help="kopf peering name: enables high availability (replicas > 1)")
     run.add_argument("--priority", type=int, default=0, help="peering priority (highest acts)")
-    run.add_argument("--workers", type=int, default=16, help="concurrent reconciles")
+    run.add_argument("--workers", type=int, default=64, help="concurrent reconciles")
     run.add_argument("--warning-minutes", type=float, default=15.0, help="SessionExpiringSoon lead time")
     run.add_argument("--verbose", "-v", action="store_true")
     return parser.parse_args(argv)

@@ -19,7 +19,7 @@ class Options:
     peering: str | None = None
     priority: int = 0
     identity: str = ""
-    workers: int = 16
+    workers: int = 64
     warning_ahead: timedelta = timedelta(minutes=15)
     verbose: bool = False
 

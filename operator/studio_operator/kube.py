@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "studio-operator"
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
-WORKERS = int(os.environ.get("STUDIO_API_WORKERS", "24"))
+# Threads for API calls: at least the operator's reconcile workers, whose calls now go out in
+# parallel (a start sends the Service and the Pod together).
+WORKERS = int(os.environ.get("STUDIO_API_WORKERS", "64"))
 
 PLURALS: dict[str, str] = {
     "Pod": "pods",
@@ -215,7 +217,9 @@ async def list_(
 
 async def create(obj: dict[str, Any]) -> dict[str, Any]:
     api_version, kind, namespace, _ = _ref(obj)
-    result: dict[str, Any] = await request("POST", path_for(api_version, kind, namespace), obj)
+    result: dict[str, Any] = await request(
+        "POST", path_for(api_version, kind, namespace), obj, query={"fieldManager": FIELD_MANAGER}
+    )
     return result
 
 
@@ -240,19 +244,20 @@ async def delete(
     *,
     uid: str | None = None,
     grace_seconds: int | None = None,
-) -> bool:
-    """True when a delete was issued, False when the object was already gone."""
+) -> dict[str, Any] | None:
+    """The API server's answer when a delete was issued (the object, with its deletionTimestamp
+    while it terminates, or a Status), None when the object was already gone."""
     body: dict[str, Any] = {"propagationPolicy": "Background"}
     if uid:
         body["preconditions"] = {"uid": uid}
     if grace_seconds is not None:
         body["gracePeriodSeconds"] = grace_seconds
     try:
-        await request("DELETE", path_for(api_version, kind, namespace, name), body)
-        return True
+        result: dict[str, Any] = await request("DELETE", path_for(api_version, kind, namespace, name), body)
+        return result or {"kind": "Status", "status": "Success"}
     except ApiError as exc:
         if exc.status in (404, 409):
-            return False
+            return None
         raise
 
 

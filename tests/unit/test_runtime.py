@@ -325,6 +325,104 @@ def test_watch_handlers_feed_store_and_queue() -> None:
     run(main)
 
 
+def test_store_keeps_slim_bodies() -> None:
+    """managedFields, kubectl's last-applied copy and a pod's spec are not kept (memory at scale);
+    what the reconciler reads is."""
+    store = Store()
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            **body("p", "1")["metadata"],
+            "labels": {"studios.dev/studio": "s"},
+            "annotations": {
+                "studios.dev/session-hash": "h",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+            },
+            "managedFields": [{"manager": "x", "fieldsV1": {"f:spec": {}}}],
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"containers": [{"name": "studio", "image": "i"}], "nodeName": "n1"},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    store.put("pods", pod)
+    kept = store.get("pods", ("ns", "p"))
+    assert kept is not None
+    assert "managedFields" not in kept["metadata"]
+    assert kept["metadata"]["annotations"] == {"studios.dev/session-hash": "h"}
+    assert kept["metadata"]["labels"] == {"studios.dev/studio": "s"}
+    assert kept["metadata"]["deletionTimestamp"] == "2026-01-01T00:00:00Z"
+    assert kept["spec"] == {"nodeName": "n1"}
+    assert kept["status"] == pod["status"]
+    assert "managedFields" in pod["metadata"]  # the caller's body is not changed
+    studio = {**body("s", "1"), "spec": {"image": "x"}}
+    studio["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    store.put("studios", studio)
+    assert store.get("studios", ("ns", "s")) == {**body("s", "1"), "spec": {"image": "x"}}
+
+
+def test_store_holds_exactly_this_version() -> None:
+    store = Store()
+    assert not store.holds("pods", body("p", "5"))
+    store.put("pods", body("p", "5"))
+    assert store.holds("pods", body("p", "5"))
+    assert not store.holds("pods", body("p", "6"))
+    assert not store.holds("pods", body("p", "5", uid="other"))  # a namesake
+    assert not store.holds("pods", {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}})
+
+
+def test_watch_echoes_of_own_writes_queue_nothing() -> None:
+    """An event carrying the version the store holds (the reconciler stored its write's answer, or
+    a LIST loaded it) or an older one queues nothing; a deletion the reconciler already recorded
+    neither; anything newer does."""
+    from studio_operator.handlers import watches
+
+    async def main() -> None:
+        store, queue = Store(), WorkQueue()
+        watches.WIRING.store, watches.WIRING.queue = store, queue
+        try:
+            studio = {**body("s", "7", uid="u"), "spec": {}}
+            store.put("studios", studio)  # e.g. the answer of a status patch
+            await watches.studio_event(event={"type": "MODIFIED", "object": studio})
+            await watches.studio_event(event={"type": None, "object": studio})  # a listing
+            await watches.studio_event(event={"type": "MODIFIED", "object": {**body("s", "6", uid="u")}})
+            assert len(queue) == 0
+            await watches.studio_event(event={"type": "MODIFIED", "object": {**body("s", "8", uid="u")}})
+            assert await q_get(queue) == ("ns", "s")
+            svc = body("s-svc", "9")
+            svc["metadata"]["labels"] = {"studios.dev/studio": "s"}
+            await watches.service_event(event={"type": "ADDED", "object": svc})
+            assert len(queue) == 0  # the operator's own Service: nothing to look at
+            await watches.service_event(event={"type": "DELETED", "object": svc})
+            assert await q_get(queue) == ("ns", "s")  # deleted by someone else: re-create it
+            await watches.service_event(event={"type": "ADDED", "object": svc})
+            store.remove("services", ("ns", "s-svc"))  # the reconciler deleted it and recorded that
+            await watches.service_event(event={"type": "DELETED", "object": svc})
+            assert len(queue) == 0
+        finally:
+            watches.WIRING.store, watches.WIRING.queue = None, None
+
+    run(main)
+
+
+def test_datalink_only_diffbase() -> None:
+    """kopf's diff-base (a deep copy per event) is built for DataLinks only."""
+    import kopf
+
+    from studio_operator.handlers.lifecycle import DataLinkDiffBaseStorage
+
+    storage = DataLinkDiffBaseStorage(prefix="studios.dev", key="last-handled-configuration")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": 1}}
+    link = {
+        "apiVersion": "studios.dev/v1alpha1",
+        "kind": "DataLink",
+        "metadata": {"name": "l"},
+        "spec": {"x": 1},
+    }
+    assert storage.build(body=kopf.Body(pod)) == {}
+    assert storage.build(body=kopf.Body(link))["spec"] == {"x": 1}
+
+
 async def q_get(queue: WorkQueue) -> Key:
     key = await asyncio.wait_for(queue.get(), 1)
     queue.done(key)

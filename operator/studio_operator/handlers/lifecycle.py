@@ -39,11 +39,22 @@ PRIMED = [
 ]
 
 
+class DataLinkDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a diff-base (a deep copy of the body) on every event of every watched kind;
+    only the DataLink change handlers use one. For the other kinds (studios, pods, ...: thousands
+    of events per minute at scale, 14% of the operator's CPU in a profile) build nothing."""
+
+    def build(self, *, body: Any, extra_fields: Any = None) -> Any:
+        if body.get("kind") != "DataLink":
+            return kopf.BodyEssence()
+        return super().build(body=body, extra_fields=extra_fields)
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     # Own names under studios.dev for anything kopf stores (only the DataLink handlers use them).
     settings.persistence.finalizer = "studios.dev/kopf-finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="studios.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DataLinkDiffBaseStorage(
         prefix="studios.dev", key="last-handled-configuration"
     )
     # kopf posts Events for its own log lines only when they matter; the reconciler posts the rest.
@@ -87,7 +98,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     async def prime() -> None:
         """Fill the store from LISTs and queue every studio (at start and on becoming active).
         The same merge as after kopf relists: kopf's watches may already be feeding the store."""
-        await resync()
+        await resync(queue_all=True)
 
     if OPTIONS.peering:
         from . import datalinks

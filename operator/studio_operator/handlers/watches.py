@@ -65,14 +65,17 @@ def _rv(body: dict[str, Any]) -> int:
         return 0
 
 
-async def resync(why: str = "") -> None:
+async def resync(why: str = "", queue_all: bool = False) -> None:
     """LIST every kind the store holds; keep newer versions, drop what no longer exists (and is
-    older than the listing), then queue every studio (and those that disappeared)."""
+    older than the listing), then queue the studios concerned: those whose objects changed or
+    vanished, or every studio when `queue_all` (start-up and HA takeover: everything is looked at
+    once). A newer version stored here must queue its studios now: its watch event, when it comes,
+    carries a version the store holds already and is skipped as an echo."""
     store, queue = WIRING.store, WIRING.queue
     if store is None:
         return
     touched: list[Key] = []
-    dropped = 0
+    dropped = changed = 0
     for kind, api_version, k, selector in WIRING.kinds:
         query = {"labelSelector": selector} if selector else {}
         try:
@@ -87,17 +90,25 @@ async def resync(why: str = "") -> None:
             item.setdefault("kind", k)
             meta = item["metadata"]
             listed.add((meta.get("namespace") or "", meta["name"]))
-            store.put(kind, item)
+            if store.holds(kind, item):
+                continue
+            if store.put(kind, item) and not queue_all:
+                changed += 1
+                touched.extend(affected(kind, item, "MODIFIED"))
+        del result
         for key, body in store.items(kind):
             if key not in listed and (_rv(body) < list_rv or not list_rv):
                 store.remove(kind, key, (body.get("metadata") or {}).get("uid"))
                 dropped += 1
-                touched.extend([key] if kind == "studios" else _owner_studio(body))
+                touched.extend(affected(kind, body, "DELETED"))
     if why:
-        log.info("resync %s: dropped %d objects that no longer exist", why, dropped)
+        log.info("resync %s: %d objects changed, %d no longer exist", why, changed, dropped)
     if queue is not None:
-        for key in [*touched, *(k for k, _ in store.items("studios"))]:
+        for key in touched:
             queue.add(key)
+        if queue_all:
+            for key, _ in store.items("studios"):
+                queue.add(key)
 
 
 def _listing_seen() -> None:
@@ -132,19 +143,25 @@ async def _run_resync() -> None:
 
 
 def _ingest(kind: str, event: dict[str, Any]) -> dict[str, Any] | None:
-    """Update the store; returns the body (also for deletions) or None when not ready yet."""
+    """Update the store; returns the body (also for deletions), or None when there is nothing new
+    to look at: not ready yet, a version the store already holds (the echo of the operator's own
+    write, whose response it stored; a listing of what `prime` loaded), or the deletion of an
+    object the reconciler already dropped after deleting it."""
     store = WIRING.store
-    body = event.get("object")
+    body: dict[str, Any] | None = event.get("object")
     if store is None or not body:
         return None
     meta = body.get("metadata") or {}
     if event.get("type") is None and WIRING.kinds:
         _listing_seen()
     if event.get("type") == "DELETED":
-        store.remove(kind, (meta.get("namespace") or "", meta["name"]), meta.get("uid"))
-    else:
-        store.put(kind, body)
-    return dict(body)
+        key = (meta.get("namespace") or "", meta["name"])
+        if store.get(kind, key) is None:
+            return None
+        store.remove(kind, key, meta.get("uid"))
+    elif store.holds(kind, body) or not store.put(kind, body):
+        return None
+    return body
 
 
 def _enqueue(keys: list[Key]) -> None:
@@ -168,109 +185,102 @@ def _owner_studio(body: dict[str, Any]) -> list[Key]:
     return [(ns, studio)] if studio and ns else []
 
 
-@kopf.on.event(GROUP, "v1alpha1", "studios")
-async def studio_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("studios", event)
-    if body is not None:
-        meta = body["metadata"]
-        _enqueue([(meta["namespace"], meta["name"])])
-
-
-@kopf.on.event("v1", "pods", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-async def pod_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("pods", event)
-    if body is not None:
-        _enqueue(_owner_studio(body))
-
-
-@kopf.on.event("v1", "services", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-async def service_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("services", event)
-    if body is not None and event.get("type") == "DELETED":
-        _enqueue(_owner_studio(body))
-
-
-@kopf.on.event("v1", "persistentvolumeclaims", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-async def claim_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    _ingest("persistentvolumeclaims", event)
-
-
-@kopf.on.event("v1", "persistentvolumes", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-async def volume_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    _ingest("persistentvolumes", event)
-
-
-@kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
-async def role_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("roles", event)
-    if body is not None and event.get("type") == "DELETED":
-        _enqueue(_owner_studio(body))
-
-
 def _running(body: dict[str, Any]) -> bool:
     return ((body.get("spec") or {}).get("state") or "Running") == "Running"
 
 
+def affected(kind: str, body: dict[str, Any], event_type: str | None) -> list[Key]:
+    """The studios to look at again after this change of `body` (one place for the watches and
+    `resync`)."""
+    meta = body.get("metadata") or {}
+    ns, name = meta.get("namespace") or "", meta.get("name") or ""
+    deleted = event_type == "DELETED"
+    if kind == "studios":
+        return [(ns, name)]
+    if kind == "pods":
+        return _owner_studio(body)
+    if kind in ("services", "roles"):
+        # Changes the operator made itself; only a deletion by someone else needs a new look.
+        return _owner_studio(body) if deleted else []
+    if kind == "rolebindings":
+        labels = meta.get("labels") or {}
+        if labels.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
+            return _owner_studio(body) if deleted else []
+        if (body.get("roleRef") or {}).get("name") in USER_ROLES:
+            return _studios_in(ns, _running)
+        return []
+    if kind == "clusterrolebindings":
+        store = WIRING.store
+        if store is not None and (body.get("roleRef") or {}).get("name") in USER_ROLES:
+            return [k for k, b in store.items("studios") if _running(b)]
+        return []
+    if kind == "computeenvironments":
+        return _studios_in(ns, lambda s: (s.get("spec") or {}).get("computeEnvironment") == name)
+    if kind == "datalinks":
+        return _studios_in(
+            ns, lambda s: any(m.get("dataLink") == name for m in (s.get("spec") or {}).get("mounts") or [])
+        )
+    if kind == "workspacesettings":
+        return _studios_in(ns)
+    return []  # claims and volumes: read by the reconciler, never a reason to look again
+
+
+def _handle(kind: str, event: dict[str, Any]) -> None:
+    body = _ingest(kind, event)
+    if body is not None:
+        _enqueue(affected(kind, body, event.get("type")))
+
+
+@kopf.on.event(GROUP, "v1alpha1", "studios")
+async def studio_event(**kwargs: Any) -> None:
+    _handle("studios", kwargs["event"])
+
+
+@kopf.on.event("v1", "pods", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
+async def pod_event(**kwargs: Any) -> None:
+    _handle("pods", kwargs["event"])
+
+
+@kopf.on.event("v1", "services", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
+async def service_event(**kwargs: Any) -> None:
+    _handle("services", kwargs["event"])
+
+
+@kopf.on.event("v1", "persistentvolumeclaims", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
+async def claim_event(**kwargs: Any) -> None:
+    _handle("persistentvolumeclaims", kwargs["event"])
+
+
+@kopf.on.event("v1", "persistentvolumes", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
+async def volume_event(**kwargs: Any) -> None:
+    _handle("persistentvolumes", kwargs["event"])
+
+
+@kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels={MANAGED_BY_KEY: MANAGED_BY_VALUE})
+async def role_event(**kwargs: Any) -> None:
+    _handle("roles", kwargs["event"])
+
+
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "rolebindings")
 async def rolebinding_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("rolebindings", event)
-    if body is None:
-        return
-    labels = (body.get("metadata") or {}).get("labels") or {}
-    if labels.get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
-        if event.get("type") == "DELETED":
-            _enqueue(_owner_studio(body))
-    elif (body.get("roleRef") or {}).get("name") in USER_ROLES:
-        _enqueue(_studios_in(body["metadata"]["namespace"], _running))
+    _handle("rolebindings", kwargs["event"])
 
 
 @kopf.on.event("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
 async def clusterrolebinding_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("clusterrolebindings", event)
-    store = WIRING.store
-    if body is not None and store is not None and (body.get("roleRef") or {}).get("name") in USER_ROLES:
-        _enqueue([k for k, b in store.items("studios") if _running(b)])
+    _handle("clusterrolebindings", kwargs["event"])
 
 
 @kopf.on.event(GROUP, "v1alpha1", "computeenvironments")
 async def environment_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("computeenvironments", event)
-    if body is not None:
-        name = body["metadata"]["name"]
-        _enqueue(
-            _studios_in(
-                body["metadata"]["namespace"],
-                lambda s: (s.get("spec") or {}).get("computeEnvironment") == name,
-            )
-        )
+    _handle("computeenvironments", kwargs["event"])
 
 
 @kopf.on.event(GROUP, "v1alpha1", "datalinks")
 async def datalink_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("datalinks", event)
-    if body is not None:
-        name = body["metadata"]["name"]
-        _enqueue(
-            _studios_in(
-                body["metadata"]["namespace"],
-                lambda s: any(m.get("dataLink") == name for m in (s.get("spec") or {}).get("mounts") or []),
-            )
-        )
+    _handle("datalinks", kwargs["event"])
 
 
 @kopf.on.event(GROUP, "v1alpha1", "workspacesettings")
 async def settings_event(**kwargs: Any) -> None:
-    event: dict[str, Any] = kwargs["event"]
-    body = _ingest("workspacesettings", event)
-    if body is not None:
-        _enqueue(_studios_in(body["metadata"]["namespace"]))
+    _handle("workspacesettings", kwargs["event"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
@@ -77,25 +78,26 @@ async def resync(why: str = "", queue_all: bool = False) -> None:
     touched: list[Key] = []
     dropped = changed = 0
     for kind, api_version, k, selector in WIRING.kinds:
-        query = {"labelSelector": selector} if selector else {}
+        listed: set[Key] = set()
+        list_rv = 0
         try:
-            result = await kube.request("GET", kube.path_for(api_version, k), query=query)
+            # In pages: a whole LIST of thousands of objects (managedFields included) parsed at
+            # once would set the process's memory high-water mark for good.
+            async for page in _pages(api_version, k, selector):
+                list_rv = _rv(page)
+                for item in page.get("items") or []:
+                    item.setdefault("apiVersion", api_version)
+                    item.setdefault("kind", k)
+                    meta = item["metadata"]
+                    listed.add((meta.get("namespace") or "", meta["name"]))
+                    if store.holds(kind, item):
+                        continue
+                    if store.put(kind, item) and not queue_all:
+                        changed += 1
+                        touched.extend(affected(kind, item, "MODIFIED"))
         except kube.ApiError as exc:
             log.warning("resync: could not list %s (%s); relying on the watch", kind, exc)
             continue
-        list_rv = _rv(result)
-        listed: set[Key] = set()
-        for item in result.get("items") or []:
-            item.setdefault("apiVersion", api_version)
-            item.setdefault("kind", k)
-            meta = item["metadata"]
-            listed.add((meta.get("namespace") or "", meta["name"]))
-            if store.holds(kind, item):
-                continue
-            if store.put(kind, item) and not queue_all:
-                changed += 1
-                touched.extend(affected(kind, item, "MODIFIED"))
-        del result
         for key, body in store.items(kind):
             if key not in listed and (_rv(body) < list_rv or not list_rv):
                 store.remove(kind, key, (body.get("metadata") or {}).get("uid"))
@@ -109,6 +111,23 @@ async def resync(why: str = "", queue_all: bool = False) -> None:
         if queue_all:
             for key, _ in store.items("studios"):
                 queue.add(key)
+
+
+LIST_PAGE = 500
+
+
+async def _pages(api_version: str, kind: str, selector: str | None) -> AsyncIterator[dict[str, Any]]:
+    """One consistent LIST (every page has the first page's resourceVersion), page by page."""
+    query = {"limit": str(LIST_PAGE)}
+    if selector:
+        query["labelSelector"] = selector
+    while True:
+        page: dict[str, Any] = await kube.request("GET", kube.path_for(api_version, kind), query=query)
+        yield page
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return
+        query["continue"] = token
 
 
 def _listing_seen() -> None:

@@ -430,17 +430,25 @@ def studio_json(cluster: Cluster, ns: str, name: str) -> str:
         return f"<{exc.status}>"
 
 
+CHAINED = ("The above exception was the direct cause", "During handling of the above exception")
+
+
 def tracebacks(log: str) -> list[str]:
-    """One line per traceback in a log: the log line that announced it, then the exception."""
+    """One line per traceback in a log: the log line that announced it, then the exception (the
+    last of a chain: `raise ... from exc` prints the cause first, then the exception raised)."""
     lines = log.splitlines()
     out = []
     for i, line in enumerate(lines):
         if line.startswith("Traceback"):
+            chained = i >= 2 and lines[i - 2].startswith(CHAINED) and bool(out)
             announced = lines[i - 1][:160] if i else ""
             # the exception line is the first unindented line after the traceback
             for nxt in lines[i + 1 :]:
                 if nxt and not nxt.startswith((" ", "\t")):
-                    out.append(f"{announced} -> {nxt[:160]}")
+                    if chained:  # the same logged error: keep its announcement
+                        out[-1] = f"{out[-1].split(' -> ', 1)[0]} -> {nxt[:160]}"
+                    else:
+                        out.append(f"{announced} -> {nxt[:160]}")
                     break
     return out
 

@@ -37,5 +37,5 @@ Everything runs on loopback. Next steps:
   .venv/bin/kubectl-studio ls -n $NS                     # the kubectl plugin (kubectl studio ...)
   kubectl patch studio survival-models -n $NS --type merge -p '{"spec":{"state":"Running"}}'
   tail -f .cluster/logs/operator.log
-Stop everything with: make operator-down cluster-down
+Stop everything with: make operator-down cluster-down && .venv/bin/python hack/s3.py down
 MSG

@@ -179,11 +179,9 @@ class Reconciler:
         else:
             reason = StopReason.NEVER_STARTED
         keep_failed_pod = held is not None and pod is not None and pod_state(pod).kind == "ended"
-        stopping = False
-        delete_pod = pod is not None and not keep_failed_pod
         # Independent calls go out together: a stop costs one round trip, not four.
         results = await asyncio.gather(
-            self._delete_pod(pod) if pod is not None and delete_pod else _nothing(),
+            self._delete_pod(pod) if pod is not None and not keep_failed_pod else _nothing(),
             self._end_session_objects(body),
             self._remove_session_annotation(body) if status.get("session") else _nothing(),
         )
@@ -291,30 +289,35 @@ class Reconciler:
     async def _remove_session_annotation(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         if ls.SESSION_LIFESPAN_ANNOTATION in (meta.get("annotations") or {}):
-            try:
-                patched = await kube.merge_patch(
-                    API_VERSION,
-                    "Studio",
-                    meta["namespace"],
-                    meta["name"],
-                    {
-                        "metadata": {
-                            # Conditional, so the answer is this version plus the removal and
-                            # nothing else: storing it cannot hide another writer's change.
-                            "resourceVersion": meta["resourceVersion"],
-                            "annotations": {ls.SESSION_LIFESPAN_ANNOTATION: None},
-                        }
-                    },
-                )
-            except kube.ApiError as exc:
-                if exc.status in (404, 409):
-                    raise StaleStudio(f"{meta['namespace']}/{meta['name']} (annotation)") from exc
-                raise
-            if (patched.get("metadata") or {}).get("uid") == meta["uid"]:
-                # The status write that follows is conditional on this new version.
-                self.store.put("studios", patched)
-                meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
-                meta["annotations"] = patched["metadata"].get("annotations") or {}
+            patched = await self._patch_studio(
+                body, {"metadata": {"annotations": {ls.SESSION_LIFESPAN_ANNOTATION: None}}}, "annotation"
+            )
+            meta["annotations"] = patched["metadata"].get("annotations") or {}
+
+    async def _patch_studio(
+        self, body: dict[str, Any], patch: dict[str, Any], what: str, subresource: str | None = None
+    ) -> dict[str, Any]:
+        """A merge patch of the studio conditional on the version this pass read: the answer is
+        that version plus this change and nothing else, so storing it (its watch event is then an
+        echo) cannot hide another writer's change. 404/409: the studio changed or went away since
+        it was read; its watch event brings the newer version. Later writes of the same pass are
+        conditional on the new version."""
+        meta = body["metadata"]
+        conditional = {
+            **patch,
+            "metadata": {**patch.get("metadata", {}), "resourceVersion": meta["resourceVersion"]},
+        }
+        try:
+            patched = await kube.merge_patch(
+                API_VERSION, "Studio", meta["namespace"], meta["name"], conditional, subresource=subresource
+            )
+        except kube.ApiError as exc:
+            if exc.status in (404, 409):
+                raise StaleStudio(f"{meta['namespace']}/{meta['name']} ({what})") from exc
+            raise
+        self.store.put("studios", patched)
+        meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
+        return patched
 
     # ------------------------------------------------------------------ running
 
@@ -846,30 +849,15 @@ class Reconciler:
         }
 
     async def _write_status(self, body: dict[str, Any], outcome: Outcome) -> None:
-        meta = body["metadata"]
         new = self._status_for(body, outcome)
         old = body.get("status") or {}
         if _same_status(old, new):
             return
-        # Merge patch: explicit nulls clear fields that no longer apply. The resourceVersion makes
-        # it conditional: a status computed from an outdated studio (e.g. before an administrator
-        # changed status.session.startedAt, or while another operator instance acted) is never
-        # written, and its events (SessionExpired ...) are never posted twice.
-        try:
-            patched = await kube.merge_patch(
-                API_VERSION,
-                "Studio",
-                meta["namespace"],
-                meta["name"],
-                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": new},
-                subresource="status",
-            )
-        except kube.ApiError as exc:
-            if exc.status in (404, 409):  # changed, or deleted (its watch event follows)
-                raise StaleStudio(f"{meta['namespace']}/{meta['name']} ({outcome.reason})") from exc
-            raise
-        self.store.put("studios", patched)
-        meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
+        # Merge patch: explicit nulls clear fields that no longer apply. Conditional: a status
+        # computed from an outdated studio (e.g. before an administrator changed
+        # status.session.startedAt, or while another operator instance acted) is never written,
+        # and its events (SessionExpired ...) are never posted twice.
+        patched = await self._patch_studio(body, {"status": new}, outcome.reason, subresource="status")
         body["status"] = patched.get("status") or new
         for type_, reason, message in outcome.events:
             self._post_event(body, type_, reason, message)

@@ -1458,6 +1458,13 @@ class Bench:
         burst, running = running[:burst_n], running[burst_n:]
         log(f"N={n}: expiry burst of {burst_n}")
         out["expiry_burst"] = await self.expire(ns_op, studios, burst, lead=10.0 + burst_n * 0.05, poll=poll)
+        # ... and its floor on this control plane: the same number of the direct baseline's pods
+        # deleted at one instant by the harness (what any controller's expiry must at least do)
+        out["expiry_direct"] = await self.delete_at_once(ns_dir, dir_pods, burst)
+        eb, ed = out["expiry_burst"], out["expiry_direct"]
+        eb["direct_p99_s"] = ed["p99_s"]
+        eb["ratio_p99"] = rnd(ratio(eb["p99_s"], ed["p99_s"]))
+        log(f"N={n}: expiry burst p99 {eb['p99_s']}s; direct deletion of as many pods p99 {ed['p99_s']}s")
 
         # stop (user request) until half of the studios run
         stop_n = max(0, len(running) - n // 2)
@@ -1566,6 +1573,43 @@ class Bench:
             "curve": sorted(t - t0 for t in seen.values()),
             "api": delta(before, await self.snapshot()),
         }
+
+    async def delete_at_once(self, ns: str, pods: PodTracker, names: list[str]) -> dict[str, Any]:
+        """The expiry baseline: DELETE the direct pods of `names` at one instant (the harness's client
+        and concurrency) and time until each is gone (its DELETED event), as the operator's expiry
+        is timed until phase Stopped, which it sets once the pod is gone."""
+        await self.exclusive(f"direct deletion of {len(names)}")
+        t_phase = time.time()
+        await self.settle()
+        before = await self.snapshot()
+        name_set = set(names)
+
+        async def delete(name: str) -> None:
+            await self.api.delete(api_path("v1", "pods", ns, name))
+
+        t0 = time.time()
+        await bounded(self.cfg.concurrency, names, delete)
+        sent_s = time.time() - t0
+        with contextlib.suppress(BenchError):
+            await wait_until(
+                lambda: len(pods.first("deleted", name_set, t0)) >= len(names),
+                120 + len(names) * 0.5,
+                "direct pods deleted",
+                0.2,
+                pods.signal if len(names) <= 200 else None,
+            )
+        gone = [t - t0 for t in pods.first("deleted", name_set, t0).values()]
+        result = {
+            "pods": len(names),
+            "deleted": len(gone),
+            "requests_s": rnd(sent_s),
+            "p50_s": rnd(pct(gone, 0.5)),
+            "p99_s": rnd(pct(gone, 0.99)),
+            "max_s": rnd(max(gone) if gone else None),
+            "api": delta(before, await self.settle()),
+        }
+        self.interference(f"{ns}: direct deletion of {len(names)}", t_phase, result)
+        return result
 
     async def expire(
         self, ns: str, studios: StudioTracker, names: list[str], lead: float, poll: float
@@ -2021,6 +2065,8 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "writes_per_stop": stop.get("writes_per_stop"),
         "writes_per_expiry": (big.get("expiry_burst") or {}).get("writes_per_expiry"),
         "expiry_p99_s": (big.get("expiry_burst") or {}).get("p99_s"),
+        # its floor: as many pods deleted directly at one instant, same run (not a contract key)
+        "expiry_direct_p99_s": (big.get("expiry_direct") or {}).get("p99_s"),
         "expiry_single_s": (big.get("expiry_single") or {}).get("p50_s"),
         "rss_mb": fp.get("rss_mb"),
         "idle_cpu_pct": fp.get("idle_cpu_pct"),
@@ -2084,12 +2130,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"start, {m.get('loadavg_end', ['?'])[0]} at the end.",
         "",
         "| N | operator start (s) | direct (s) | ratio | to Running op / direct (s) | writes/start | reads/start "
-        "| writes/stop | expiry burst p50 / p99 (s) | single expiry (s) | RSS (MB) | idle CPU | restart (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| writes/stop | expiry burst p50 / p99 (s) | direct deletion p99 (s) | single expiry (s) | RSS (MB) "
+        "| idle CPU | restart (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results.get("sizes") or []:
         if "restart" not in r:
-            lines.append(f"| {r['studios']} | incomplete: {r.get('error', '?')} |" + " |" * 11)
+            lines.append(f"| {r['studios']} | incomplete: {r.get('error', '?')} |" + " |" * 12)
             continue
         st, a, stop = r["start"], r["api_start"], r.get("stop") or {}
         eb, es, fp, rs = r["expiry_burst"], r["expiry_single"], r["footprint"], r["restart"]
@@ -2097,7 +2144,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {r['studios']} | {_fmt(st['operator_s'])} | {_fmt(st['direct_s'])} | **{_fmt(st['start_ratio'])}** "
             f"| {_fmt(st['operator_running_s'])} / {_fmt(st['direct_ready_s'])} | **{_fmt(a['writes_per_start'])}** "
             f"| {_fmt(a['reads_per_start'])} | {_fmt(stop.get('writes_per_stop'))} "
-            f"| {_fmt(eb['p50_s'])} / **{_fmt(eb['p99_s'])}** ({eb['studios']}) | {_fmt(es['p50_s'])} "
+            f"| {_fmt(eb['p50_s'])} / **{_fmt(eb['p99_s'])}** ({eb['studios']}) "
+            f"| {_fmt((r.get('expiry_direct') or {}).get('p99_s'))} | {_fmt(es['p50_s'])} "
             f"| **{_fmt(fp['rss_mb'], 1)}** | {_fmt(fp['idle_cpu_pct'])}% | {_fmt(rs['restart_s'])} |"
         )
     lat = results.get("latency")

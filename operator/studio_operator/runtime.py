@@ -11,26 +11,34 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import json
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from .api.common import MANAGED_BY_KEY, MANAGED_BY_VALUE
+
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, name); cluster-scoped objects use namespace ""
 
 
-def _rv(body: dict[str, Any]) -> int:
+def _int(rv: str | None) -> int:
     try:
-        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+        return int(rv or 0)
     except ValueError:
         return 0
 
 
+def _rv(body: dict[str, Any]) -> int:
+    return _int((body.get("metadata") or {}).get("resourceVersion"))
+
+
 # Annotations nobody reads from the store: kubectl's copy of the whole applied object.
 _UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+_SESSION_OBJECT_KINDS = ("services", "roles", "rolebindings")
 # What the reconciler reads of a pod: metadata and status (see resources/podstate.py).
 _POD_SPEC_KEPT = ("nodeName",)
 
@@ -48,15 +56,55 @@ def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
     if kind == "pods" and "spec" in body:
         spec = body.get("spec") or {}
         out["spec"] = {k: spec[k] for k in _POD_SPEC_KEPT if k in spec}
+    elif kind in _SESSION_OBJECT_KINDS and (meta.get("labels") or {}).get(MANAGED_BY_KEY) == MANAGED_BY_VALUE:
+        # The operator's own Services, Roles and RoleBindings: it reads whether they exist and their
+        # applied-hash annotation, never their spec, rules or subjects (it rebuilds them).
+        out = {k: body[k] for k in ("apiVersion", "kind", "roleRef") if k in body}
+        out["metadata"] = slim_meta
     return out
+
+
+# Kinds kept as compact JSON (one per studio or session: thousands at scale, read by key): a
+# parsed body costs 5-8 KB of Python objects, its JSON 1-1.5 KB. The others (environments, links,
+# bindings, volumes: few, or scanned on every reconcile) stay parsed.
+COMPACT_KINDS = frozenset({"studios", "pods", "services", "roles"})
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+
+
+class _Entry:
+    """A stored object: what the store compares (uid, resourceVersion, phase) plus its body,
+    parsed or as compact JSON (see COMPACT_KINDS)."""
+
+    __slots__ = ("body", "phase", "raw", "rv", "uid")
+
+    def __init__(self, kind: str, body: dict[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        self.uid: str | None = meta.get("uid")
+        self.rv: str | None = meta.get("resourceVersion")
+        self.phase: str | None = (body.get("status") or {}).get("phase") if kind == "studios" else None
+        kept = slim(kind, body)
+        self.body: dict[str, Any] | None = None
+        self.raw: bytes | None = None
+        if kind in COMPACT_KINDS:
+            self.raw = _encode(kept).encode()
+        else:
+            self.body = kept
+
+    def load(self) -> dict[str, Any]:
+        if self.raw is not None:
+            loaded: dict[str, Any] = json.loads(self.raw)
+            return loaded
+        assert self.body is not None
+        return self.body
 
 
 class Store:
     """Latest body per (kind, namespace, name), plus a per-namespace index. Bodies are kept slim
-    (see `slim`)."""
+    (see `slim`), those of COMPACT_KINDS as JSON: `get` and `items` then return a fresh copy, so
+    changing it never changes the store (the other kinds' bodies are shared: do not change them)."""
 
     def __init__(self) -> None:
-        self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+        self._objects: dict[str, dict[Key, _Entry]] = defaultdict(dict)
         self._by_ns: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
 
     def put(self, kind: str, body: dict[str, Any]) -> bool:
@@ -64,13 +112,9 @@ class Store:
         meta = body.get("metadata") or {}
         key = (meta.get("namespace") or "", meta["name"])
         current = self._objects[kind].get(key)
-        if (
-            current is not None
-            and _rv(current) > _rv(body) > 0
-            and ((current.get("metadata") or {}).get("uid") == meta.get("uid"))
-        ):
+        if current is not None and _int(current.rv) > _rv(body) > 0 and current.uid == meta.get("uid"):
             return False
-        self._objects[kind][key] = slim(kind, body)
+        self._objects[kind][key] = _Entry(kind, body)
         self._by_ns[kind][key[0]].add(key[1])
         return True
 
@@ -81,10 +125,7 @@ class Store:
         current = self._objects[kind].get((meta.get("namespace") or "", meta.get("name", "")))
         if current is None or not meta.get("resourceVersion"):
             return False
-        cmeta = current.get("metadata") or {}
-        return bool(
-            cmeta.get("uid") == meta.get("uid") and cmeta.get("resourceVersion") == meta["resourceVersion"]
-        )
+        return current.uid == meta.get("uid") and current.rv == meta["resourceVersion"]
 
     def replace(self, kind: str, bodies: list[dict[str, Any]]) -> None:
         """Make a LIST result the truth for `kind` (objects deleted meanwhile disappear)."""
@@ -97,21 +138,37 @@ class Store:
         current = self._objects[kind].get(key)
         if current is None:
             return
-        if uid and (current.get("metadata") or {}).get("uid") not in (None, uid):
+        if uid and current.uid not in (None, uid):
             return  # a newer namesake already replaced it
         del self._objects[kind][key]
         self._by_ns[kind][key[0]].discard(key[1])
 
     def get(self, kind: str, key: Key) -> dict[str, Any] | None:
-        return self._objects[kind].get(key)
+        entry = self._objects[kind].get(key)
+        return entry.load() if entry is not None else None
 
     def names(self, kind: str, namespace: str) -> list[str]:
         return sorted(self._by_ns[kind].get(namespace, ()))
 
     def items(self, kind: str, namespace: str | None = None) -> Iterable[tuple[Key, dict[str, Any]]]:
+        """Bodies of a kind (in one namespace): for scans after rare changes; a compact kind's
+        bodies are parsed here, one by one."""
         if namespace is None:
-            return list(self._objects[kind].items())
-        return [((namespace, n), self._objects[kind][(namespace, n)]) for n in self.names(kind, namespace)]
+            return [(k, e.load()) for k, e in list(self._objects[kind].items())]
+        return [
+            ((namespace, n), self._objects[kind][(namespace, n)].load()) for n in self.names(kind, namespace)
+        ]
+
+    def versions(self, kind: str) -> list[tuple[Key, str | None, int]]:
+        """(key, uid, resourceVersion) of every stored object of a kind, without parsing bodies."""
+        return [(k, e.uid, _int(e.rv)) for k, e in list(self._objects[kind].items())]
+
+    def phases(self, kind: str = "studios") -> dict[str, int]:
+        """How many studios are in each status.phase ("" for none yet), without parsing bodies."""
+        counts: dict[str, int] = defaultdict(int)
+        for entry in self._objects[kind].values():
+            counts[entry.phase or ""] += 1
+        return dict(counts)
 
     def count(self, kind: str) -> int:
         return len(self._objects[kind])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,32 @@ def test_stop_and_start(cluster: Cluster, ns: str) -> None:
     assert sh.status(second).get("stopReason") is None
     assert sh.status(second)["session"]["startedAt"] >= first_started
     assert cluster.core.read_namespaced_service("toggle", ns)
+
+
+def test_a_pod_slow_to_terminate_keeps_the_studio_stopping(cluster: Cluster, ns: str) -> None:
+    """A session pod that takes long to go away (here: a finalizer someone else put on it) keeps
+    the studio Stopping, also after the operator's check that it should be gone by now; the studio
+    is Stopped once the pod is gone, and no new session starts in between."""
+    sh.create_environment(cluster, ns)
+    sh.create_studio(cluster, ns, "slow")
+    running(cluster, ns, "slow")
+    (pod,) = sh.live_pods(cluster, ns, "slow")
+    hold = {"metadata": {"finalizers": ["example.com/hold"]}}
+    cluster.core.patch_namespaced_pod(pod.metadata.name, ns, hold)
+
+    sh.set_state(cluster, ns, "slow", "Stopped")
+    sh.wait_phase(cluster, ns, "slow", "Stopping")
+    # past the pod's deletion deadline, its slack and the operator's re-check (5 s + 10 s)
+    time.sleep(18)
+    studio = sh.get(cluster, ns, "slow")
+    assert sh.status(studio)["phase"] == "Stopping", sh.status(studio)
+    held = cluster.core.read_namespaced_pod(pod.metadata.name, ns)
+    assert held.metadata.uid == pod.metadata.uid and held.metadata.deletion_timestamp
+    assert [p.metadata.uid for p in sh.pods(cluster, ns, "slow")] == [pod.metadata.uid]
+
+    cluster.core.patch_namespaced_pod(pod.metadata.name, ns, {"metadata": {"finalizers": None}})
+    sh.wait_phase(cluster, ns, "slow", "Stopped", stopReason="UserRequested")
+    sh.wait_no_pods(cluster, ns, "slow")
 
 
 def _fail_pod(cluster: Cluster, ns: str, pod_name: str, message: str) -> None:

@@ -361,6 +361,52 @@ def test_store_keeps_slim_bodies() -> None:
     assert store.get("studios", ("ns", "s")) == {**body("s", "1"), "spec": {"image": "x"}}
 
 
+def test_store_session_objects_keep_metadata_only() -> None:
+    """The operator's own Services, Roles and RoleBindings are kept as metadata (existence and the
+    applied hash are all it reads); a user's RoleBinding keeps its subjects (who may connect)."""
+    store = Store()
+    managed = {"app.kubernetes.io/managed-by": "studio-operator"}
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {**body("svc", "1")["metadata"], "labels": managed, "annotations": {"h": "1"}},
+        "spec": {"ports": [{"port": 8888}], "selector": {"a": "b"}},
+    }
+    store.put("services", svc)
+    assert store.get("services", ("ns", "svc")) == {k: v for k, v in svc.items() if k != "spec"}
+    binding = {
+        "metadata": {**body("rb", "1")["metadata"], "labels": managed},
+        "roleRef": {"kind": "Role", "name": "r"},
+        "subjects": [{"kind": "User", "name": "ann"}],
+    }
+    store.put("rolebindings", binding)
+    assert "subjects" not in (store.get("rolebindings", ("ns", "rb")) or {})
+    user_binding = {**binding, "metadata": body("ub", "1")["metadata"]}
+    store.put("rolebindings", user_binding)
+    assert store.get("rolebindings", ("ns", "ub")) == user_binding
+
+
+def test_store_compact_kinds_hand_out_copies() -> None:
+    """Studios, pods, Services and Roles are kept as compact JSON: a body read from the store is
+    the caller's own, so changing it cannot change what other passes read."""
+    store = Store()
+    studio = {**body("s", "7"), "spec": {"state": "Running"}, "status": {"phase": "Running"}}
+    store.put("studios", studio)
+    first = store.get("studios", ("ns", "s"))
+    assert first == studio and first is not studio
+    first["status"]["phase"] = "Stopped"  # type: ignore[index]
+    assert store.get("studios", ("ns", "s")) == studio
+    assert [b for _, b in store.items("studios")] == [studio]
+    store.put("studios", {**body("t", "8"), "status": {"phase": "Stopped"}})
+    store.put("studios", body("u", "9"))
+    assert store.phases() == {"Running": 1, "Stopped": 1, "": 1}
+    assert sorted(store.versions("studios")) == [
+        (("ns", "s"), "u1", 7),
+        (("ns", "t"), "u1", 8),
+        (("ns", "u"), "u1", 9),
+    ]
+
+
 def test_store_holds_exactly_this_version() -> None:
     store = Store()
     assert not store.holds("pods", body("p", "5"))

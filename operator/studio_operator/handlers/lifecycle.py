@@ -138,9 +138,8 @@ async def _ensure_peering_object(name: str) -> None:
 async def _gauges(store: Store, queue: WorkQueue, scheduler: Scheduler) -> None:
     while True:
         counts: dict[str, int] = {}
-        for _key, body in store.items("studios"):
-            phase = (body.get("status") or {}).get("phase") or "Unknown"
-            counts[phase] = counts.get(phase, 0) + 1
+        for phase, n in store.phases("studios").items():
+            counts[phase or "Unknown"] = counts.get(phase or "Unknown", 0) + n
         for phase in ("Stopped", "Starting", "Running", "Stopping", "Errored", "Unknown"):
             metrics.STUDIOS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
         stats = kube.stats()

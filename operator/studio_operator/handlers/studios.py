@@ -248,14 +248,25 @@ class Reconciler:
 
     async def _delete_pod(self, pod: dict[str, Any]) -> bool:
         """Delete the pod: True while it still exists, False when it is gone. The store can miss a
-        deletion that happened while the operator was not watching (a restart): a pod that should
-        be gone by now is deleted again, and the API server's answer (404, or 409: a new namesake)
-        corrects the store."""
+        deletion that happened while the operator was not watching (a restart): a terminating pod
+        that should be gone by now is looked up (a read; deleting it again would only repeat a
+        write the API server has, and under load kubelets finish pods late), and a 404, or another
+        uid (a new namesake), corrects the store."""
         meta = pod["metadata"]
+        ns, name = meta["namespace"], meta["name"]
         deadline = ls.parse_time(meta.get("deletionTimestamp"))  # when the kubelet kills it
-        if deadline is not None and ls.now() < deadline + POD_DELETION_SLACK:
-            return True  # being deleted, on time: its DELETED event will come
-        answer = await kube.delete("v1", "Pod", meta["namespace"], meta["name"], uid=meta["uid"])
+        if deadline is not None:
+            if ls.now() < deadline + POD_DELETION_SLACK:
+                return True  # being deleted, on time: its DELETED event will come
+            current = await kube.get("v1", "Pod", ns, name)
+            if current is not None and (current.get("metadata") or {}).get("uid") == meta["uid"]:
+                current.setdefault("apiVersion", "v1")
+                current.setdefault("kind", "Pod")
+                self.store.put("pods", current)
+                return True  # still finishing
+            self.store.remove("pods", (ns, name), meta["uid"])
+            return False
+        answer = await kube.delete("v1", "Pod", ns, name, uid=meta["uid"])
         if answer is not None:
             if (answer.get("metadata") or {}).get("deletionTimestamp"):
                 # Terminating: the store says so at once (its watch event is then an echo, and a

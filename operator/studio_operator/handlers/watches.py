@@ -98,18 +98,20 @@ async def resync(why: str = "", queue_all: bool = False) -> None:
         except kube.ApiError as exc:
             log.warning("resync: could not list %s (%s); relying on the watch", kind, exc)
             continue
-        for key, body in store.items(kind):
-            if key not in listed and (_rv(body) < list_rv or not list_rv):
-                store.remove(kind, key, (body.get("metadata") or {}).get("uid"))
+        for key, uid, rv in store.versions(kind):
+            if key not in listed and (rv < list_rv or not list_rv):
+                body = store.get(kind, key)
+                store.remove(kind, key, uid)
                 dropped += 1
-                touched.extend(affected(kind, body, "DELETED"))
+                if body is not None:
+                    touched.extend(affected(kind, body, "DELETED"))
     if why:
         log.info("resync %s: %d objects changed, %d no longer exist", why, changed, dropped)
     if queue is not None:
         for key in touched:
             queue.add(key)
         if queue_all:
-            for key, _ in store.items("studios"):
+            for key, _uid, _version in store.versions("studios"):
                 queue.add(key)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -408,6 +409,25 @@ class Reconciler:
         annotations = meta.get("annotations") or {}
         events: list[tuple[str, str, str]] = []
 
+        lock = self._workspace_lifespan(ns)
+        eff = ls.effective_lifespan(spec.lifespan, annotations.get(ls.SESSION_LIFESPAN_ANNOTATION), lock)
+        # The recorded session is past its end: expire it, whatever state its pod is in. An expiry
+        # interrupted after its pod was deleted (the operator stopped, or the status write lost a
+        # race) is finished here, and never followed by a new session.
+        last_session = dict(status.get("session") or {})
+        last_start = ls.parse_time(last_session.get("startedAt"))
+        if (
+            last_start is not None
+            and last_session.get("podName")
+            and (pod is None or pod["metadata"]["name"] == last_session["podName"])
+        ):
+            end = ls.expires_at(last_start, eff)
+            if end is not None and ls.now() >= end:
+                last_session.update(
+                    lifespanHours=eff.hours, lifespanSource=eff.source, expiresAt=ls.format_time(end)
+                )
+                return await self._expire(body, pod, last_session)
+
         terminating = pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
         # A pod kept from a session that ended on its own: a new start request replaces it.
         replacing = pod is not None and pod_state(pod).kind == "ended" and not status.get("session")
@@ -429,8 +449,6 @@ class Reconciler:
             pod = None  # already gone: its deletion was missed (e.g. while the operator restarted)
 
         inputs, problem = self._inputs(body, spec)
-        lock = self._workspace_lifespan(ns)
-        eff = ls.effective_lifespan(spec.lifespan, annotations.get(ls.SESSION_LIFESPAN_ANNOTATION), lock)
         plan = MountPlan()
         if inputs is not None:
             try:
@@ -773,10 +791,11 @@ class Reconciler:
 
     # ------------------------------------------------------------------ sessions ending
 
-    async def _expire(self, body: dict[str, Any], pod: dict[str, Any], session: dict[str, Any]) -> Outcome:
+    async def _expire(
+        self, body: dict[str, Any], pod: dict[str, Any] | None, session: dict[str, Any]
+    ) -> Outcome:
         meta = body["metadata"]
         restart = (meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
-        # Record the end first: a crash after this line can neither lose nor repeat the expiry.
         outcome = Outcome(
             Phase.STOPPING,
             "LifespanExpired",
@@ -792,13 +811,24 @@ class Reconciler:
                 f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}",
             )
         )
-        await self._write_status(body, outcome)
-        metrics.EXPIRIES.inc()
-        # One round trip for the rest: in a burst of expiries this is what p99 lateness is made of.
-        await asyncio.gather(
-            self._delete_pod(pod), self._end_session_objects(body), self._remove_session_annotation(body)
+
+        async def record() -> None:
+            await self._write_status(body, outcome)  # posts SessionExpired once it is written
+            metrics.EXPIRIES.inc()
+            await self._remove_session_annotation(body)  # conditional on the status write's version
+
+        # Recording the end and deleting go out together: one round trip, and in a burst of
+        # expiries the round trips a worker waits for are what p99 lateness is made of. Either may
+        # fail alone: the next pass finds the recorded session past its end (see _run) and expires
+        # it again, its Event is posted only with the status that records it.
+        _, pod_left, _ = await _together(
+            record(),
+            self._delete_pod(pod) if pod is not None else _nothing(),
+            self._end_session_objects(body),
         )
         self.scheduler.cancel((meta["namespace"], meta["name"]))
+        if not pod_left:
+            return await self._stop(body, None, restart)  # nothing to wait for: Stopped now
         outcome.events = []
         return outcome
 
@@ -947,6 +977,16 @@ class Reconciler:
         except kube.ApiError as exc:
             if exc.status not in (404, 422):
                 raise
+
+
+async def _together(*calls: Awaitable[Any]) -> list[Any]:
+    """Run calls concurrently and wait for all of them (none is left running unobserved); then
+    raise the first failure, if any."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 async def _nothing() -> None:

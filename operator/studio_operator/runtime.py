@@ -147,6 +147,9 @@ class Store:
         entry = self._objects[kind].get(key)
         return entry.load() if entry is not None else None
 
+    def has(self, kind: str, key: Key) -> bool:
+        return key in self._objects[kind]
+
     def names(self, kind: str, namespace: str) -> list[str]:
         return sorted(self._by_ns[kind].get(namespace, ()))
 

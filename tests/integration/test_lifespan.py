@@ -107,6 +107,26 @@ def test_state_toggle_is_also_a_new_start_request(cluster: Cluster, ns: str) -> 
     running(cluster, ns, "ttl2")
 
 
+def test_an_expiry_missed_while_the_operator_was_away_starts_no_new_session(
+    cluster: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """The session ended while the operator was not running, and its pod went away too (a node
+    drain, someone's `kubectl delete pod`): when the operator is back it records the expiry; it
+    does not start a new session for a studio whose lifespan is over."""
+    sh.create_studio(cluster, ns, "away", lifespan={"hours": 1})
+    expiry_is(cluster, ns, "away", 1)
+    (pod,) = sh.live_pods(cluster, ns, "away")
+    operator.stop()
+    sh.patch_status(cluster, ns, "away", {"session": {"startedAt": sh.ago(hours=2)}})
+    cluster.core.delete_namespaced_pod(pod.metadata.name, ns, grace_period_seconds=0)
+    sh.wait_no_pods(cluster, ns, "away")
+    operator.start()
+    stopped = sh.wait_phase(cluster, ns, "away", "Stopped", stopReason="LifespanExpired")
+    assert not session(stopped)
+    sh.wait_event(cluster, ns, "away", "SessionExpired")
+    assert not sh.pods(cluster, ns, "away")
+
+
 def test_session_annotation_moves_expiry_and_reverts_next_session(cluster: Cluster, ns: str) -> None:
     sh.create_studio(cluster, ns, "ext", lifespan={"policy": "StopAfter", "hours": 4})
     studio = expiry_is(cluster, ns, "ext", 4)

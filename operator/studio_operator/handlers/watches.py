@@ -177,7 +177,7 @@ def _ingest(kind: str, event: dict[str, Any]) -> dict[str, Any] | None:
         _listing_seen()
     if event.get("type") == "DELETED":
         key = (meta.get("namespace") or "", meta["name"])
-        if store.get(kind, key) is None:
+        if not store.has(kind, key):
             return None
         store.remove(kind, key, meta.get("uid"))
     elif store.holds(kind, body) or not store.put(kind, body):

@@ -1606,6 +1606,7 @@ class Bench:
             "p50_s": rnd(pct(gone, 0.5)),
             "p99_s": rnd(pct(gone, 0.99)),
             "max_s": rnd(max(gone) if gone else None),
+            "gone_s": [round(x, 3) for x in sorted(gone)] if len(gone) <= 2000 else _downsample(sorted(gone)),
             "api": delta(before, await self.settle()),
         }
         self.interference(f"{ns}: direct deletion of {len(names)}", t_phase, result)
@@ -2249,11 +2250,20 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for r in sizes:
         late = r["expiry_burst"]["lateness_s"]
         if late:
-            ax.plot(
+            line = ax.plot(
                 late,
                 [(i + 1) / len(late) for i in range(len(late))],
                 label=f"N={r['studios']}, burst {r['expiry_burst']['studios']} (p99 {r['expiry_burst']['p99_s']}s)",
             )
+            floor = (r.get("expiry_direct") or {}).get("gone_s")
+            if floor:
+                ax.plot(
+                    floor,
+                    [(i + 1) / len(floor) for i in range(len(floor))],
+                    linestyle="--",
+                    color=line[0].get_color(),
+                    label=f"N={r['studios']}, as many pods deleted directly (p99 {r['expiry_direct']['p99_s']}s)",
+                )
     ax.axvline(5, color="grey", linestyle=":", label="goal p99 5 s")
     ax.set_title("4. expiry lateness (deadline -> phase Stopped), CDF")
     ax.set_xlabel("seconds late")

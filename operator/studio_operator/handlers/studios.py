@@ -70,6 +70,7 @@ def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
 
 STALE_RETRY_SECONDS = 1.0
 POD_DELETION_CHECK_SECONDS = 10.0
+OVERDUE_POD_CHECK_SECONDS = 30.0
 POD_DELETION_SLACK = timedelta(seconds=5)
 WAITING_FOR_POD_DELETION = {"WaitingForPreviousSession", "ReplacingPreviousSession"}
 
@@ -944,9 +945,20 @@ class Reconciler:
             )
         await self._write_status(body, outcome)
         if outcome.phase == Phase.STOPPING or outcome.reason in WAITING_FOR_POD_DELETION:
-            # The pod's DELETED event normally triggers the next pass; look again anyway.
-            return POD_DELETION_CHECK_SECONDS
+            return self._pod_deletion_recheck(meta)
         return None
+
+    def _pod_deletion_recheck(self, meta: dict[str, Any]) -> float:
+        """The pod's DELETED event normally triggers the next pass; in case it was missed, look
+        again once its deletion should have finished (its deadline plus slack), then every
+        OVERDUE_POD_CHECK_SECONDS: each late look is a GET, and under load (thousands of pods
+        being deleted) kubelets finish pods minutes late."""
+        pod = self.store.get("pods", (meta["namespace"], names.pod_name(meta["name"], meta["uid"])))
+        deadline = ls.parse_time((pod or {}).get("metadata", {}).get("deletionTimestamp"))
+        if deadline is None:
+            return POD_DELETION_CHECK_SECONDS
+        due = (deadline + POD_DELETION_SLACK - ls.now()).total_seconds()
+        return min(due + 0.5, 2 * OVERDUE_POD_CHECK_SECONDS) if due > 0 else OVERDUE_POD_CHECK_SECONDS
 
     # ------------------------------------------------------------------ clean-up
 

@@ -32,7 +32,7 @@ def _int(rv: str | None) -> int:
         return 0
 
 
-def _rv(body: dict[str, Any]) -> int:
+def resource_version(body: dict[str, Any]) -> int:
     return _int((body.get("metadata") or {}).get("resourceVersion"))
 
 
@@ -112,7 +112,11 @@ class Store:
         meta = body.get("metadata") or {}
         key = (meta.get("namespace") or "", meta["name"])
         current = self._objects[kind].get(key)
-        if current is not None and _int(current.rv) > _rv(body) > 0 and current.uid == meta.get("uid"):
+        if (
+            current is not None
+            and _int(current.rv) > resource_version(body) > 0
+            and current.uid == meta.get("uid")
+        ):
             return False
         self._objects[kind][key] = _Entry(kind, body)
         self._by_ns[kind][key[0]].add(key[1])
@@ -126,13 +130,6 @@ class Store:
         if current is None or not meta.get("resourceVersion"):
             return False
         return current.uid == meta.get("uid") and current.rv == meta["resourceVersion"]
-
-    def replace(self, kind: str, bodies: list[dict[str, Any]]) -> None:
-        """Make a LIST result the truth for `kind` (objects deleted meanwhile disappear)."""
-        self._objects[kind] = {}
-        self._by_ns[kind] = defaultdict(set)
-        for body in bodies:
-            self.put(kind, body)
 
     def remove(self, kind: str, key: Key, uid: str | None = None) -> None:
         current = self._objects[kind].get(key)

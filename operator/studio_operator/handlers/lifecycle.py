@@ -137,9 +137,8 @@ async def _ensure_peering_object(name: str) -> None:
 
 async def _gauges(store: Store, queue: WorkQueue, scheduler: Scheduler) -> None:
     while True:
-        counts: dict[str, int] = {}
-        for phase, n in store.phases("studios").items():
-            counts[phase or "Unknown"] = counts.get(phase or "Unknown", 0) + n
+        counts = store.phases("studios")
+        counts["Unknown"] = counts.pop("", 0) + counts.get("Unknown", 0)
         for phase in ("Stopped", "Starting", "Running", "Stopping", "Errored", "Unknown"):
             metrics.STUDIOS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
         stats = kube.stats()

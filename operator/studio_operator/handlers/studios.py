@@ -243,10 +243,14 @@ class Reconciler:
         if current is None or (current.get("metadata") or {}).get("uid") != meta["uid"]:
             raise StaleStudio(f"{meta['namespace']}/{meta['name']} (deleted)")
         if current["metadata"].get("resourceVersion") != meta.get("resourceVersion"):
-            current.setdefault("apiVersion", API_VERSION)
-            current.setdefault("kind", "Studio")
-            self.store.put("studios", current)
+            self._remember("studios", API_VERSION, "Studio", current)
             raise StaleStudio(f"{meta['namespace']}/{meta['name']} (changed)")
+
+    def _remember(self, store_kind: str, api_version: str, kind: str, body: dict[str, Any]) -> None:
+        """Store an object the API server answered with (its watch event is then an echo)."""
+        body.setdefault("apiVersion", api_version)
+        body.setdefault("kind", kind)
+        self.store.put(store_kind, body)
 
     async def _delete_pod(self, pod: dict[str, Any]) -> bool:
         """Delete the pod: True while it still exists, False when it is gone. The store can miss a
@@ -262,9 +266,7 @@ class Reconciler:
                 return True  # being deleted, on time: its DELETED event will come
             current = await kube.get("v1", "Pod", ns, name)
             if current is not None and (current.get("metadata") or {}).get("uid") == meta["uid"]:
-                current.setdefault("apiVersion", "v1")
-                current.setdefault("kind", "Pod")
-                self.store.put("pods", current)
+                self._remember("pods", "v1", "Pod", current)
                 return True  # still finishing
             self.store.remove("pods", (ns, name), meta["uid"])
             return False
@@ -273,9 +275,7 @@ class Reconciler:
             if (answer.get("metadata") or {}).get("deletionTimestamp"):
                 # Terminating: the store says so at once (its watch event is then an echo, and a
                 # pass before that event does not delete it again).
-                answer.setdefault("apiVersion", "v1")
-                answer.setdefault("kind", "Pod")
-                self.store.put("pods", answer)
+                self._remember("pods", "v1", "Pod", answer)
             return True
         self.store.remove("pods", (meta["namespace"], meta["name"]), meta["uid"])
         return False
@@ -707,9 +707,7 @@ class Reconciler:
             if found is None:
                 raise
             created = found
-        created.setdefault("apiVersion", obj["apiVersion"])
-        created.setdefault("kind", obj["kind"])
-        self.store.put(kind, created)
+        self._remember(kind, obj["apiVersion"], obj["kind"], created)
         return created
 
     async def _create_or_apply(self, kind: str, obj: dict[str, Any]) -> None:

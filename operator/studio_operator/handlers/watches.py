@@ -28,6 +28,7 @@ import kopf
 from .. import kube
 from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
 from ..runtime import Key, Store, WorkQueue
+from ..runtime import resource_version as _rv
 from .studios import NAMESPACE_LABEL
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,6 @@ class _Resync:
 
 
 _RESYNC = _Resync()
-
-
-def _rv(body: dict[str, Any]) -> int:
-    try:
-        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
-    except ValueError:
-        return 0
 
 
 async def resync(why: str = "", queue_all: bool = False) -> None:

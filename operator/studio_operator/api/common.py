@@ -20,6 +20,9 @@ RESERVED_LABEL_PREFIX = "studios.dev/"
 MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "studio-operator"
 STUDIO_LABEL = "studios.dev/studio"
+# On cluster-scoped PersistentVolumes (no owner reference possible): whose they are.
+NAMESPACE_LABEL = "studios.dev/namespace"
+DATA_LINK_LABEL = "studios.dev/data-link"
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

@@ -22,8 +22,10 @@ from .. import kube, metrics, rbac
 from ..api.common import (
     API_VERSION,
     CREATED_BY_ANNOTATION,
+    DATA_LINK_LABEL,
     MANAGED_BY_KEY,
     MANAGED_BY_VALUE,
+    NAMESPACE_LABEL,
     RESTART_ANNOTATION,
     STUDIO_LABEL,
 )
@@ -42,6 +44,7 @@ from ..resources.conditions import carry_transition_times, condition, find
 from ..resources.context import LinkView, SessionInputs, StudioRef
 from ..resources.merge import LabelConflict, merge_labels
 from ..resources.mounts import MountPlan, plan_mounts
+from ..resources.ownership import NameConflict, Rejected, owned_by_studio, rejection_fix, same_owner
 from ..resources.podstate import PodState, pod_state
 from ..resources.session import (
     APPLIED_HASH,
@@ -58,8 +61,6 @@ log = logging.getLogger(__name__)
 
 
 FINALIZER = "studios.dev/volumes"
-NAMESPACE_LABEL = "studios.dev/namespace"
-DATA_LINK_LABEL = "studios.dev/data-link"
 
 
 def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
@@ -69,6 +70,10 @@ def link_view_from(name: str, body: dict[str, Any] | None) -> LinkView | None:
 
 
 STALE_RETRY_SECONDS = 1.0
+# A name taken by someone else's object, or an object the API server refused: the conflicting
+# object is not watched (it is not ours) and a refusal can be a namespace policy that changes
+# without an event on the studio, so look again now and then; a change to the studio looks at once.
+BLOCKED_RETRY_SECONDS = 30.0
 POD_DELETION_CHECK_SECONDS = 10.0
 OVERDUE_POD_CHECK_SECONDS = 30.0
 POD_DELETION_SLACK = timedelta(seconds=5)
@@ -97,6 +102,7 @@ class Outcome:
     extra_conditions: list[dict[str, Any]] = field(default_factory=list)
     inherited_labels: list[str] | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    retry_after: float | None = None
 
 
 class Reconciler:
@@ -153,12 +159,45 @@ class Reconciler:
         if not want_running or (held is not None and held != restart):
             held = None  # a new start request (state toggled or restart annotation changed)
         pod = self.store.get("pods", (ns, names.pod_name(name, meta["uid"])))
+        if pod is not None and not owned_by_studio(pod, name, meta["uid"]):
+            # Labelled like ours but not owned by this studio: never deleted nor taken as a session.
+            conflict = NameConflict("Pod", ns, pod["metadata"]["name"])
+            return await self._finish(body, self._blocked(body, conflict.reason, str(conflict), None))
 
-        if not want_running or held is not None:
-            outcome = await self._stop(body, pod, held)
-        else:
-            outcome = await self._run(body, spec, pod)
+        try:
+            if not want_running or held is not None:
+                outcome = await self._stop(body, pod, held)
+            else:
+                outcome = await self._run(body, spec, pod)
+        except (NameConflict, Rejected) as exc:
+            outcome = self._blocked(body, exc.reason, self._blocked_message(exc), pod)
         return await self._finish(body, outcome)
+
+    def _blocked_message(self, exc: NameConflict | Rejected) -> str:
+        if isinstance(exc, Rejected):
+            return f"{exc}; {rejection_fix(exc.reason)}"
+        return str(exc)
+
+    def _blocked(
+        self, body: dict[str, Any], reason: str, message: str, pod: dict[str, Any] | None
+    ) -> Outcome:
+        """A studio the operator cannot serve without writing to someone else's object, or whose
+        objects the API server refused: Stalled with the reason and the fix, an Event when the
+        reason is new, a slow retry. A running session keeps running (Errored: it cannot be
+        served completely); without one the studio stays Stopped."""
+        status = body.get("status") or {}
+        outcome = Outcome(
+            Phase.ERRORED if pod is not None else Phase.STOPPED,
+            reason,
+            message,
+            stalled=True,
+            session=status.get("session") if pod is not None else None,
+            retry_after=BLOCKED_RETRY_SECONDS,
+        )
+        stalled = find(status.get("conditions"), "Stalled")
+        if pod is not None and (not stalled or stalled.get("reason") != reason):
+            outcome.events.append(("Warning", reason, message))  # Stopped ones are posted by _write_status
+        return outcome
 
     # ------------------------------------------------------------------ stopping
 
@@ -287,10 +326,13 @@ class Reconciler:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         role = names.connect_role_name(name)
 
+        uid = body["metadata"]["uid"]
+
         async def end(store_kind: str, api_version: str, kind: str, obj_name: str) -> None:
-            if not self.store.has(store_kind, (ns, obj_name)):
-                return
-            await kube.delete(api_version, kind, ns, obj_name)
+            found = self.store.get(store_kind, (ns, obj_name))
+            if found is None or not owned_by_studio(found, name, uid):
+                return  # not there, or not this studio's: never deleted
+            await kube.delete(api_version, kind, ns, obj_name, uid=found["metadata"].get("uid"))
             self.store.remove(store_kind, (ns, obj_name))
 
         await asyncio.gather(
@@ -647,7 +689,7 @@ class Reconciler:
                 raise
             self.store.put("studios", patched)
             meta["resourceVersion"] = patched["metadata"]["resourceVersion"]
-        await self._converge_data_volumes(meta["namespace"], meta["name"], plan)
+        await self._converge_data_volumes(meta["namespace"], meta["name"], meta["uid"], plan)
         workspace = build_workspace_claim(inputs)
         if workspace is not None:
             existing = self.store.get(
@@ -655,16 +697,25 @@ class Reconciler:
             )
             if existing is None:  # kept across sessions; never resized or replaced behind the user's back
                 await self._create_or_adopt("persistentvolumeclaims", workspace)
+            elif not same_owner(existing, workspace):
+                raise NameConflict("PersistentVolumeClaim", meta["namespace"], workspace["metadata"]["name"])
         # Independent writes go out together: a start costs one round trip here, not two.
-        _, pod = await asyncio.gather(
+        service, pod = await asyncio.gather(
             self._create_or_apply("services", build_service(inputs)),
             self._create_or_adopt("pods", build_pod(inputs, plan)),
+            return_exceptions=True,
         )
+        if isinstance(service, BaseException):
+            if isinstance(pod, dict):  # no half-created session: the pod goes if its Service cannot
+                await self._delete_pod(pod)
+            raise service
+        if isinstance(pod, BaseException):
+            raise pod
         metrics.SESSIONS_STARTED.inc()
         created: dict[str, Any] = pod
         return created
 
-    async def _converge_data_volumes(self, ns: str, name: str, plan: MountPlan) -> None:
+    async def _converge_data_volumes(self, ns: str, name: str, uid: str, plan: MountPlan) -> None:
         """Data PVs and claims between sessions: create what is missing, replace what changed
         (their storage fields are immutable), remove those of links no longer mounted."""
         wanted_pvs = {pv["metadata"]["name"]: pv for pv in plan.persistent_volumes}
@@ -674,6 +725,8 @@ class Reconciler:
             labels = claim["metadata"].get("labels") or {}
             if labels.get(STUDIO_LABEL) != name or DATA_LINK_LABEL not in labels:
                 continue
+            if not owned_by_studio(claim, name, uid):
+                continue  # labelled like ours but not this studio's: not ours to delete
             want = wanted_claims.get(claim_name)
             if want is None or _hash_of(claim) != _hash_of(want):
                 await kube.delete("v1", "PersistentVolumeClaim", ns, claim_name)
@@ -691,21 +744,24 @@ class Reconciler:
             # retry) creates the new objects under the same names.
             raise RetryLater("replacing the data volumes of changed or removed mounts")
         for pv in plan.persistent_volumes:
-            await self._apply_if_changed("persistentvolumes", pv)
+            await self._create_or_apply("persistentvolumes", pv)
         for claim in plan.claims:
-            await self._apply_if_changed("persistentvolumeclaims", claim)
+            await self._create_or_apply("persistentvolumeclaims", claim)
 
     async def _create_or_adopt(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create, or on 409 take the existing object only if it is already this studio's (a
+        crash between create and status): a name held by anyone else is a NameConflict."""
+        meta = obj["metadata"]
         try:
             created = await kube.create(obj)
         except kube.ApiError as exc:
             if exc.status != 409:
-                raise
-            found = await kube.get(
-                obj["apiVersion"], obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"]
-            )
+                raise _refused(obj, exc) from exc
+            found = await kube.get(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
             if found is None:
                 raise
+            if not same_owner(found, obj):
+                raise NameConflict(obj["kind"], meta.get("namespace"), meta["name"]) from exc
             created = found
         self._remember(kind, obj["apiVersion"], obj["kind"], created)
         return created
@@ -715,10 +771,13 @@ class Reconciler:
         per session), a server-side apply only to change one that does. Under load the API server
         takes about three times longer for an apply that creates a Service than for a POST."""
         meta = obj["metadata"]
-        if not self.store.has(kind, (meta.get("namespace") or "", meta["name"])):
+        current = self.store.get(kind, (meta.get("namespace") or "", meta["name"]))
+        if current is None:
             found = await self._create_or_adopt(kind, obj)
             if _hash_of(found) == _hash_of(obj):
                 return
+        elif not same_owner(current, obj):
+            raise NameConflict(obj["kind"], meta.get("namespace"), meta["name"])
         await self._apply_if_changed(kind, obj)
 
     async def _apply_if_changed(self, kind: str, obj: dict[str, Any]) -> None:
@@ -731,7 +790,10 @@ class Reconciler:
             and (current["metadata"].get("annotations") or {}).get(APPLIED_HASH) == wanted
         ):
             return
-        applied = await kube.apply(obj)
+        try:
+            applied = await kube.apply(obj)
+        except kube.ApiError as exc:
+            raise _refused(obj, exc) from exc
         self.store.put(kind, applied)
 
     async def _ensure_service(
@@ -770,10 +832,11 @@ class Reconciler:
         binding = rbac.connect_binding(name, ns, labels, owner, subjects)
         role_name = names.connect_role_name(name)
         if binding is None:
-            if self.store.has("rolebindings", (ns, role_name)):
+            found = self.store.get("rolebindings", (ns, role_name))
+            if found is not None and owned_by_studio(found, name, meta["uid"]):
                 await kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ns, role_name)
         else:
-            await self._apply_if_changed("rolebindings", _hashed(binding))
+            await self._create_or_apply("rolebindings", _hashed(binding))
         conditions = []
         if spec.private and not creator:
             conditions.append(
@@ -944,7 +1007,7 @@ class Reconciler:
         await self._write_status(body, outcome)
         if outcome.phase == Phase.STOPPING or outcome.reason in WAITING_FOR_POD_DELETION:
             return self._pod_deletion_recheck(meta)
-        return None
+        return outcome.retry_after
 
     def _pod_deletion_recheck(self, meta: dict[str, Any]) -> float:
         """The pod's DELETED event normally triggers the next pass; in case it was missed, look
@@ -1005,6 +1068,14 @@ async def _nothing() -> None:
 
 class RetryLater(Exception):
     """Not an error: the reconcile waits for something asynchronous and looks again soon."""
+
+
+def _refused(obj: dict[str, Any], exc: kube.ApiError) -> Exception:
+    """A 4xx answer to a write of an object built for a studio is the studio's problem (its spec,
+    its environment, a namespace policy), reported on it; anything else is retried as an error."""
+    if exc.status in (400, 403, 413, 422):
+        return Rejected(obj["kind"], obj["metadata"]["name"], exc.status, exc.message or exc.reason)
+    return exc
 
 
 def _hash_of(obj: dict[str, Any]) -> str | None:

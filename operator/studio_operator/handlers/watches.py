@@ -26,10 +26,9 @@ from typing import Any
 import kopf
 
 from .. import kube
-from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
+from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE, NAMESPACE_LABEL, STUDIO_LABEL
 from ..runtime import Key, Store, WorkQueue
 from ..runtime import resource_version as _rv
-from .studios import NAMESPACE_LABEL
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.common import STUDIO_LABEL
+from ..api.common import DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
 from ..api.kinds import DEFAULT_CSI_DRIVER, YANDEX_CSI_DRIVER, MountStatus, Storage, StorageDriver
 from . import names
 from .buckets import is_writable
@@ -38,8 +38,6 @@ CAPACITY = "1200Gi"
 # here, not imported, because session.py imports this module.
 MOUNT_UID = 1000
 MOUNT_GID = 100
-NAMESPACE_LABEL = "studios.dev/namespace"
-DATA_LINK_LABEL = "studios.dev/data-link"
 APPLIED_HASH = "studios.dev/applied-hash"
 FUSE_CONTAINER = "s3-mounter"
 FUSE_ROOT = "/mnt/s3"

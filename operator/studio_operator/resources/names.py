@@ -46,8 +46,11 @@ def data_claim_name(studio: str, link: str) -> str:
 
 
 def data_volume_name(namespace: str, studio: str, link: str) -> str:
-    """PVs are cluster-scoped: the namespace is part of the name."""
-    return bounded(f"studio-{namespace}-{studio}-{link}", 253)
+    """PVs are cluster-scoped: the name must differ for every (namespace, studio, link). Joining
+    them with dashes collides (ns `ws` + studio `a-nb` = ns `ws-a` + studio `nb`), so the name is
+    a digest of the three parts (separated by NUL, which no name contains), readable prefix aside."""
+    readable = bounded(f"studio-{studio}-{link}", 200)
+    return f"{readable}-{digest(namespace, studio, link, length=16)}"
 
 
 def connect_role_name(studio: str) -> str:

@@ -39,6 +39,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import rbac
 from ..api.common import CREATED_BY_ANNOTATION as CREATED_BY
 from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, VERSION
+from ..api.pod_checks import spec_errors
 from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, parse_hours_annotation
 from ..resources.merge import is_reserved_label
 
@@ -460,7 +461,7 @@ async def validate_studio(
     if _is_operator(userinfo) or new is None:
         return
     old_body, new_body, ns = _plain(old), dict(new), namespace or ""
-    errors = label_errors("studios", old_body, new_body)
+    errors = [*label_errors("studios", old_body, new_body), *spec_errors("studios", new_body)]
     problem = lifespan_annotation_error(old_body, new_body)
     if operation == "CREATE":
         # the mutating webhook stamped it; a later mutating webhook must not have changed it
@@ -518,7 +519,7 @@ def _validate_kind(kind: str) -> Any:
         if _is_operator(userinfo) or new is None:
             return
         old_body, new_body = _plain(old), dict(new)
-        errors = label_errors(kind, old_body, new_body)
+        errors = [*label_errors(kind, old_body, new_body), *spec_errors(kind, new_body)]
         if kind == "workspacesettings" and operation == "CREATE":
             problem = workspace_settings_name_error(name or _meta(new_body).get("name"))
             if problem:

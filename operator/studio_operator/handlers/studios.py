@@ -37,6 +37,7 @@ from ..api.kinds import (
     StudioSpec,
     WorkspaceSettingsSpec,
 )
+from ..api.pod_checks import environment_spec_errors, studio_spec_errors
 from ..config import OPTIONS
 from ..resources import lifespan as ls
 from ..resources import names
@@ -150,6 +151,12 @@ class Reconciler:
             where = "spec." + ".".join(str(p) for p in first["loc"])
             return await self._finish(
                 body, self._stalled("InvalidSpec", f"{where}: {first['msg']}; fix the studio's spec")
+            )
+
+        problems = studio_spec_errors(body.get("spec") or {})
+        if problems:  # stored before the webhook could refuse it: the pod would be refused
+            return await self._finish(
+                body, self._stalled("InvalidSpec", f"{'; '.join(problems[:5])}; fix the studio's spec")
             )
 
         annotations = meta.get("annotations") or {}
@@ -400,6 +407,12 @@ class Reconciler:
         except ValidationError as exc:
             return None, self._stalled(
                 "EnvironmentInvalid", f"ComputeEnvironment {spec.compute_environment!r}: {exc}"
+            )
+        problems = environment_spec_errors(env_body.get("spec") or {})
+        if problems:
+            return None, self._stalled(
+                "EnvironmentInvalid",
+                f"ComputeEnvironment {spec.compute_environment!r}: {'; '.join(problems[:5])}; fix the environment",
             )
         try:
             labels = merge_labels(

@@ -4,14 +4,16 @@ A hostile or careless tenant holds the names a studio would use (its Service, wo
 connect Role and RoleBinding, session pod): the operator leaves those objects untouched, the
 studio is Stalled with reason NameConflict naming the object (and an Event), and it starts by
 itself once the conflict is gone. Objects the API server refuses (LimitRange, ResourceQuota, Pod
-Security admission, claim validation) become Stalled with the policy's reason and the server's
-message, never a traceback in the operator's log. Studios are created by a studios-maintain user
-through impersonation, on the real API server.
+Security admission) become Stalled with the policy's reason and the server's message, never a
+traceback in the operator's log; what pod and claim validation would refuse is denied at admission.
+Studios are created by a studios-maintain user through impersonation, on the real API server, and
+the operator runs with the chart's RBAC.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,15 @@ from studio_operator.resources import names
 MAINTAINER = "mallory-maintain"
 CONFLICT_TIMEOUT = 45
 RECOVERY_TIMEOUT = 90  # the conflicting object is not watched: the studio looks again every 30 s
+
+
+@pytest.fixture
+def operator(
+    chart_identity: tuple[str, Path], operator_factory: Callable[..., OperatorProcess]
+) -> OperatorProcess:
+    """The operator with the chart's own RBAC (a token of its ServiceAccount, nothing else)."""
+    _, kubeconfig = chart_identity
+    return operator_factory("--webhook-mode=none", kubeconfig=kubeconfig)
 
 
 @pytest.fixture
@@ -278,9 +289,16 @@ def test_a_pod_security_refusal_says_so(
 
 
 def test_what_pod_validation_would_refuse_is_denied_at_admission(
-    cluster: Cluster, ns: str, as_maintainer: client.CustomObjectsApi
+    cluster: Cluster,
+    namespace: str,
+    operator_session: OperatorProcess,
+    as_user: Callable[..., client.ApiClient],
 ) -> None:
-    """The corpus of specs the CRD schema accepts but pod or claim creation refuses."""
+    """The corpus of specs the CRD schema accepts but pod or claim creation refuses (the webhook
+    runs in the shared operator, which serves it locally)."""
+    operator_session.start()
+    ns = namespace
+    as_maintainer = client.CustomObjectsApi(as_user("cluster-admin-like", groups=("system:masters",)))
     cases = {
         "env": {"env": [{"name": "A", "valueFrom": {}}]},
         "cpu": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}},

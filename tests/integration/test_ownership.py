@@ -21,6 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import studio_helpers as sh
+from hostile_corpus import REFUSED
 from kube_helpers import Cluster, OperatorProcess, wait_for
 from studio_operator import rbac
 from studio_operator.resources import names
@@ -311,3 +312,26 @@ def test_what_pod_validation_would_refuse_is_denied_at_admission(
             create_as(as_maintainer, ns, f"bad-{case}", **spec)
         assert denied.value.status == 422, case
         assert "spec." in (denied.value.body or ""), (case, denied.value.body)
+
+
+def test_the_hostile_corpus_stored_without_a_webhook_gives_conditions_not_tracebacks(
+    cluster: Cluster, ns: str, operator: OperatorProcess
+) -> None:
+    """Objects stored while no webhook checked them (installed later, or failurePolicy Ignore):
+    each studio says what is wrong with it, the operator logs no traceback."""
+    stored: dict[str, str] = {}
+    for i, (case, body, needle) in enumerate(REFUSED):
+        name = f"h{i}"
+        try:
+            sh.create(cluster, ns, sh.studio_body(name, **body["spec"]))
+        except ApiException as e:
+            assert e.status == 422, (case, e.body)  # the CRD schema already refuses it
+            continue
+        stored[name] = needle
+    assert len(stored) >= len(REFUSED) // 2  # most of the corpus passes the schema alone
+    for name, needle in stored.items():
+        studio = stalled_with(cluster, ns, name, "InvalidSpec")
+        assert needle in sh.condition(studio, "Stalled")["message"], (name, sh.status(studio))
+        assert sh.status(studio)["phase"] == "Stopped"
+    assert not [p for p in cluster.core.list_namespaced_pod(ns).items]
+    assert "Traceback" not in operator.log_since_start()

@@ -82,16 +82,20 @@ def test_operator_runs_with_the_chart_rbac(
         message="the workspace claim",
     )
 
-    # stop deletes the pod, the service and the grant; status and an Event say so
+    # stop deletes the pod; the studio's Service and grant stay with it; status and an Event say so
     sh.set_state(cluster, ns, "core", "Stopped")
     sh.wait_phase(cluster, ns, "core", "Stopped", stopReason="UserRequested", timeout=60)
     sh.wait_no_pods(cluster, ns, "core")
     sh.wait_event(cluster, ns, "core", "SessionStopped")
+    assert core.read_namespaced_service("core", ns)
+    assert rbac_api.read_namespaced_role(role_name, ns)
+    # deleting the studio removes them (owner references, garbage collector)
+    sh.delete(cluster, ns, "core")
     for gone in (
         lambda: core.read_namespaced_service("core", ns),
         lambda: rbac_api.read_namespaced_role(role_name, ns),
     ):
-        wait_for(lambda gone=gone: sh.gone(gone), timeout=30, message="session objects removed on stop")
+        wait_for(lambda gone=gone: sh.gone(gone), timeout=60, message="studio objects removed with it")
 
     log = operator.log_text()
     problems = [line for line in log.splitlines() if FORBIDDEN.search(line)]

@@ -227,10 +227,10 @@ class Reconciler:
         else:
             reason = StopReason.NEVER_STARTED
         keep_failed_pod = held is not None and pod is not None and pod_state(pod).kind == "ended"
-        # Independent calls go out together: a stop costs one round trip, not four.
+        # Independent calls go out together: a stop costs one round trip. The studio's Service and
+        # connect grant stay (they live as long as the studio): the session is the pod alone.
         results = await asyncio.gather(
             self._delete_pod(pod) if pod is not None and not keep_failed_pod else _nothing(),
-            self._end_session_objects(body),
             self._remove_session_annotation(body) if status.get("session") else _nothing(),
         )
         stopping = bool(results[0])
@@ -325,28 +325,6 @@ class Reconciler:
             return True
         self.store.remove("pods", (meta["namespace"], meta["name"]), meta["uid"])
         return False
-
-    async def _end_session_objects(self, body: dict[str, Any]) -> None:
-        """Delete the session's Service and connect grant (together). They have no finalizers, so
-        a successful DELETE means gone: the store forgets them at once, and neither a later pass
-        nor their DELETED events (then skipped) cause a second round."""
-        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        role = names.connect_role_name(name)
-
-        uid = body["metadata"]["uid"]
-
-        async def end(store_kind: str, api_version: str, kind: str, obj_name: str) -> None:
-            found = self.store.get(store_kind, (ns, obj_name))
-            if found is None or not owned_by_studio(found, name, uid):
-                return  # not there, or not this studio's: never deleted
-            await kube.delete(api_version, kind, ns, obj_name, uid=found["metadata"].get("uid"))
-            self.store.remove(store_kind, (ns, obj_name))
-
-        await asyncio.gather(
-            end("services", "v1", "Service", names.service_name(name)),
-            end("roles", "rbac.authorization.k8s.io/v1", "Role", role),
-            end("rolebindings", "rbac.authorization.k8s.io/v1", "RoleBinding", role),
-        )
 
     async def _remove_session_annotation(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -896,10 +874,9 @@ class Reconciler:
         # expiries the round trips a worker waits for are what p99 lateness is made of. Either may
         # fail alone: the next pass finds the recorded session past its end (see _run) and expires
         # it again, its Event is posted only with the status that records it.
-        _, pod_left, _ = await _together(
+        _, pod_left = await _together(
             record(),
             self._delete_pod(pod) if pod is not None else _nothing(),
-            self._end_session_objects(body),
         )
         self.scheduler.cancel((meta["namespace"], meta["name"]))
         if not pod_left:
@@ -910,7 +887,6 @@ class Reconciler:
     async def _ended_on_its_own(self, body: dict[str, Any], pod: dict[str, Any], state: PodState) -> Outcome:
         meta = body["metadata"]
         restart = (meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
-        await self._end_session_objects(body)
         await self._remove_session_annotation(body)
         self.scheduler.cancel((meta["namespace"], meta["name"]))
         outcome = Outcome(

@@ -690,18 +690,11 @@ class Reconciler:
                 await self._create_or_adopt("persistentvolumeclaims", workspace)
             elif not same_owner(existing, workspace):
                 raise NameConflict("PersistentVolumeClaim", meta["namespace"], workspace["metadata"]["name"])
-        # Independent writes go out together: a start costs one round trip here, not two.
-        service, pod = await asyncio.gather(
-            self._create_or_apply("services", build_service(inputs)),
-            self._create_or_adopt("pods", build_pod(inputs, plan)),
-            return_exceptions=True,
-        )
-        if isinstance(service, BaseException):
-            if isinstance(pod, dict):  # no half-created session: the pod goes if its Service cannot
-                await self._delete_pod(pod)
-            raise service
-        if isinstance(pod, BaseException):
-            raise pod
+        # The Service first: it lives as long as the studio, so this is a create only at the first
+        # start (a no-op later, unless what it holds changed). A name held by someone else then
+        # stops the start before any pod exists.
+        await self._create_or_apply("services", build_service(inputs))
+        pod = await self._create_or_adopt("pods", build_pod(inputs, plan))
         metrics.SESSIONS_STARTED.inc()
         created: dict[str, Any] = pod
         return created

@@ -775,7 +775,18 @@ class Reconciler:
         ):
             return
         try:
-            applied = await kube.apply(obj)
+            if current is None:
+                applied = await kube.apply(obj)
+            else:
+                # Our own object, changed: a merge patch that also drops the labels it no longer
+                # has (an apply would keep those set by the create, which another manager owns).
+                applied = await kube.merge_patch(
+                    obj["apiVersion"],
+                    obj["kind"],
+                    meta.get("namespace"),
+                    meta["name"],
+                    _update_patch(current, obj),
+                )
         except kube.ApiError as exc:
             raise _refused(obj, exc) from exc
         self.store.put(kind, applied)
@@ -1063,6 +1074,17 @@ def _refused(obj: dict[str, Any], exc: kube.ApiError) -> Exception:
 def _hash_of(obj: dict[str, Any]) -> str | None:
     value = (obj["metadata"].get("annotations") or {}).get(APPLIED_HASH)
     return str(value) if value is not None else None
+
+
+def _update_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch turning `current` into `desired`: every field the operator builds, and a null
+    for each label `current` has that `desired` no longer has."""
+    patch = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
+    labels = dict(desired["metadata"].get("labels") or {})
+    for key in (current["metadata"].get("labels") or {}).keys() - labels.keys():
+        labels[key] = None
+    patch["metadata"] = {**desired["metadata"], "labels": labels}
+    return patch
 
 
 def _hashed(obj: dict[str, Any]) -> dict[str, Any]:

@@ -371,6 +371,12 @@ class OperatorProcess:
         mode = [a for a in self.argv if a.startswith("--webhook-mode=")][-1].split("=", 1)[1]
         if mode != "local":
             return True
+        # A configuration left by a killed predecessor on the same port is registered already: the
+        # server must also be listening, or the next write gets "connection refused".
+        try:
+            socket.create_connection(("127.0.0.1", self.webhook_port), timeout=0.5).close()
+        except OSError:
+            return False
         import kubernetes
 
         api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))

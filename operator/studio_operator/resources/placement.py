@@ -23,8 +23,14 @@ class PlacementEntry:
     toleration: Mapping[str, Any] | None = None
 
 
-def _toleration_id(t: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (t.get("key") or "", t.get("operator") or "Equal", t.get("value") or "", t.get("effect") or "")
+def _toleration_id(t: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """(key, operator, value, effect) with Kubernetes' defaults filled in."""
+    return (
+        str(t.get("key") or ""),
+        str(t.get("operator") or "Equal"),
+        str(t.get("value") or ""),
+        str(t.get("effect") or ""),
+    )
 
 
 def requested(old_spec: Body | None, new_spec: Body) -> list[PlacementEntry]:

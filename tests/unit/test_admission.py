@@ -686,3 +686,30 @@ def test_configure_admission_modes(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="webhook mode"):
         adm.configure_admission(settings, "tunnel", "x", 0, tmp_path)
+
+
+def test_webhook_server_reads_reviews_beyond_one_mebibyte() -> None:
+    """aiohttp refuses bodies over 1 MiB (413) unless told otherwise: the old and new object of a
+    large studio are more than that."""
+    import aiohttp
+
+    seen: list[int] = []
+
+    async def fn(data: Any, **_: Any) -> dict[str, Any]:
+        seen.append(len(data["request"]["object"]["blob"]))
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"allowed": True}}
+
+    async def main() -> int:
+        server = adm.WebhookServer(addr="127.0.0.1", host="127.0.0.1", insecure=True)
+        serving = server(fn).__aiter__()
+        config = await serving.__anext__()
+        review = {"request": {"uid": "1", "object": {"blob": "x" * (3 * 1024 * 1024)}}}
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(f"{config['url']}/validate-studio", json=review) as response:
+                    return response.status
+        finally:
+            await serving.aclose()  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) == 200
+    assert seen == [3 * 1024 * 1024]

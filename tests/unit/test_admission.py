@@ -705,9 +705,11 @@ def test_webhook_server_reads_reviews_beyond_one_mebibyte() -> None:
         config = await serving.__anext__()
         review = {"request": {"uid": "1", "object": {"blob": "x" * (3 * 1024 * 1024)}}}
         try:
-            async with aiohttp.ClientSession() as session:
-                async with session.post(f"{config['url']}/validate-studio", json=review) as response:
-                    return response.status
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{config['url']}/validate-studio", json=review) as response,
+            ):
+                return response.status
         finally:
             await serving.aclose()  # type: ignore[attr-defined]
 

@@ -123,3 +123,11 @@ def test_the_webhook_accepts_what_the_api_server_can_send() -> None:
     assert 2 * 3 * 1024 * KiB <= WEBHOOK_MAX_BODY
     # and the largest studio, old and new, with 256 KiB of annotations each, fits many times over
     assert 2 * (BUDGET["Studio"] + 256 * KiB) * 4 < WEBHOOK_MAX_BODY
+
+
+def test_rule_reasons_are_ones_the_api_server_accepts() -> None:
+    supported = {"FieldValueDuplicate", "FieldValueForbidden", "FieldValueInvalid", "FieldValueRequired"}
+    for text in render_all().values():
+        for line in text.splitlines():
+            if line.strip().startswith("reason:"):
+                assert line.split(":", 1)[1].strip() in supported, line

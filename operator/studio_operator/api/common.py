@@ -60,7 +60,7 @@ TOTAL_LENGTH_RULES: dict[str, tuple[tuple[str, ...], int]] = {}
 def total_length_rule(expr: str, fields: tuple[str, ...], limit: int, message: str) -> dict[str, str]:
     """A CEL rule bounding the total length of `fields` (recorded for the size test)."""
     TOTAL_LENGTH_RULES[expr] = (fields, limit)
-    return rule(expr, message, reason="FieldValueTooLong")
+    return rule(expr, message)
 
 
 class KubeModel(BaseModel):
@@ -119,7 +119,7 @@ def string_map(max_properties: int, max_value_length: int, description: str | No
     extra: dict[str, Any] = {
         "maxProperties": max_properties,
         "additionalProperties": {"type": "string", "maxLength": max_value_length},
-        **k8s(rules=[rule(MAP_KEYS_CEL, MAP_KEYS_MSG, reason="FieldValueTooLong")]),
+        **k8s(rules=[rule(MAP_KEYS_CEL, MAP_KEYS_MSG)]),
     }
     return Field(default=None, description=description, json_schema_extra=extra)
 
@@ -198,7 +198,7 @@ ENV_LIST_HINTS = k8s(
 RESOURCE_MAP: dict[str, Any] = {
     "additionalProperties": QUANTITY_SCHEMA,
     "maxProperties": 32,
-    **k8s(rules=[rule(MAP_KEYS_CEL, MAP_KEYS_MSG, reason="FieldValueTooLong")]),
+    **k8s(rules=[rule(MAP_KEYS_CEL, MAP_KEYS_MSG)]),
 }
 
 
@@ -251,7 +251,7 @@ def labels_field(description: str) -> Any:
                 rules=[
                     rule(RESERVED_KEYS_CEL, RESERVED_KEYS_MSG, reason="FieldValueForbidden"),
                     rule(LABEL_KEYS_CEL, "label keys must be valid Kubernetes label keys"),
-                    rule(MAP_KEYS_CEL, MAP_KEYS_MSG, reason="FieldValueTooLong"),
+                    rule(MAP_KEYS_CEL, MAP_KEYS_MSG),
                 ]
             ),
         },

@@ -133,7 +133,7 @@ class ComputeEnvironmentSpec(KubeModel):
                 "items": {"type": "string", "maxLength": 63},
                 **k8s(list_type="set"),
             },
-            **k8s(rules=[rule(MAP_KEYS_CEL, MAP_KEYS_MSG, reason="FieldValueTooLong")]),
+            **k8s(rules=[rule(MAP_KEYS_CEL, MAP_KEYS_MSG)]),
         },
     )
     allowed_tolerations: list[Toleration] | None = Field(

@@ -85,6 +85,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"cannot express anyOf {options} structurally")
         inner = structural(options[0], defs)
         outer = {k: v for k, v in node.items() if k not in _DROP}
+        if "properties" in outer:  # the field spells out a free-form type's fields: prune the rest
+            inner.pop("x-kubernetes-preserve-unknown-fields", None)
         # Hints attached to the field (outer) win over the type's own (inner).
         merged = {**inner, **outer}
         if nullable:

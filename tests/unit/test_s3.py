@@ -123,14 +123,15 @@ def test_tenant_unreachable_reads_alike_and_takes_the_floor(
 ) -> None:
     monkeypatch.setattr(s3, "UNREACHABLE_FLOOR", 1.5)
     tenant = S3Policy(allowed_networks=parse_networks(["127.0.0.0/8"]))
+    refused_url, unresolvable_url = f"http://127.0.0.1:{closed_port()}", "http://no-such-host.invalid"
     started = time.monotonic()
-    refused = check(
-        "eu-data", server, creds(server), tenant, endpoint_url=f"http://127.0.0.1:{closed_port()}"
-    )
+    refused = check("eu-data", server, creds(server), tenant, endpoint_url=refused_url)
     assert time.monotonic() - started >= 1.5
-    unresolvable = check("eu-data", server, creds(server), tenant, endpoint_url="http://no-such-host.invalid")
+    unresolvable = check("eu-data", server, creds(server), tenant, endpoint_url=unresolvable_url)
     assert refused.reason == unresolvable.reason == Reason.ENDPOINT_UNREACHABLE
-    assert refused.message.replace(f"{closed_port()}", "") != ""  # names the endpoint only
+    assert refused.message.replace(refused_url, "URL") == unresolvable.message.replace(
+        unresolvable_url, "URL"
+    )
     assert "Error" not in refused.message and "Error" not in unresolvable.message
 
 

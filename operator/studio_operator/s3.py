@@ -315,8 +315,8 @@ def _ask(
         bce.ConnectionError,
         bce.HTTPClientError,
     ) as exc:
-        # The kind goes to the operator's log (administrators), never into the link's status.
-        log.info("S3 endpoint %s unreachable: %s", where, type(exc).__name__)
+        # The kind goes to the operator's debug log (administrators), never into the status.
+        log.debug("S3 endpoint %s unreachable: %s", where, type(exc).__name__)
         return _unreachable(endpoint_url)
     except (bce.BotoCoreError, ValueError) as exc:
         detail = _redact(str(exc), credentials)[:300]

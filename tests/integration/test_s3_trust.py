@@ -102,15 +102,18 @@ def silent_port() -> Iterator[int]:
 # ---------------------------------------------------------------------------------- helpers
 
 
-def operator_identity(s3: S3Server) -> dict[str, str]:
-    """The operator's own (ambient) identity: keys that really work on the moto server."""
-    return {
+def operator_identity(s3: S3Server, session_token: bool = False) -> dict[str, str]:
+    """The operator's own (ambient) identity: keys that really work on the moto server (which
+    refuses any session token, so the token only goes with recording endpoints)."""
+    env = {
         **s3.admin.env(),
-        "AWS_SESSION_TOKEN": OPERATOR_SESSION_TOKEN,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": "/nonexistent",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
     }
+    if session_token:
+        env["AWS_SESSION_TOKEN"] = OPERATOR_SESSION_TOKEN
+    return env
 
 
 def secret(cluster: Cluster, ns: str, name: str, keys: Keys) -> None:
@@ -185,17 +188,15 @@ def test_operator_key_never_reaches_a_tenant_endpoint(
     cluster: Cluster,
     namespace: str,
     s3_server: S3Server,
-    bucket: Callable[..., str],
     operator_factory: Callable[..., OperatorProcess],
 ) -> None:
     """Finding: a link's endpointURL got the operator's access key id and session token."""
     ns = namespace
-    shared = bucket("shared")
-    with recorder() as tenant_endpoint:
+    with recorder() as tenant_endpoint, recorder() as admin_endpoint:
         op = operator_factory(
-            env=operator_identity(s3_server),
+            env=operator_identity(s3_server, session_token=True),
             s3_args=[
-                f"--s3-allowed-endpoint={s3_server.endpoint}",  # the administrator's endpoint
+                f"--s3-allowed-endpoint={admin_endpoint.endpoint}",  # the administrator's endpoint
                 "--s3-allowed-network=127.0.0.0/8",  # tenant endpoints may be on loopback here
                 "--s3-shared-buckets=*=*",  # every bucket: the endpoint alone must stop the key
             ],
@@ -205,21 +206,25 @@ def test_operator_key_never_reaches_a_tenant_endpoint(
         link(cluster, ns, "no-creds", "s3://anything", tenant_endpoint.endpoint, None)
         link(cluster, ns, "no-creds-by-name", "s3://anything", localhost, None)
         link(cluster, ns, "own-keys", "s3://anything", tenant_endpoint.endpoint, "tenant-keys")
-        link(cluster, ns, "admin-endpoint", f"s3://{shared}", s3_server.endpoint, None)
+        link(cluster, ns, "admin-endpoint", "s3://anything", admin_endpoint.endpoint, None)
 
         for name in ("no-creds", "no-creds-by-name"):
             cond = wait_link(cluster, ns, name, "False", "CredentialsRequired")
             assert "spec.credentialsSecret" in cond["message"]
         # The tenant's own keys go to the tenant's endpoint (which says yes to everything) ...
         wait_link(cluster, ns, "own-keys", "True", "BucketReachable")
-        # ... and the operator's identity to the endpoint the administrator allowed.
+        # ... and the operator's identity only to the endpoint the administrator allowed, where
+        # the same recording shows it (so its absence below means something).
         wait_link(cluster, ns, "admin-endpoint", "True", "BucketReachable")
+        assert admin_endpoint.requests
+        assert all(s3_server.admin.access_key_id in r["authorization"] for r in admin_endpoint.requests)
+        assert all(r["token"] == OPERATOR_SESSION_TOKEN for r in admin_endpoint.requests)
 
-        assert tenant_endpoint.requests, "the listener recorded nothing: the test proves nothing"
+        assert tenant_endpoint.requests
         assert all(TENANT.access_key_id in r["authorization"] for r in tenant_endpoint.requests)
+        assert all(r["token"] == "" for r in tenant_endpoint.requests)
         seen = tenant_endpoint.seen()
-        assert s3_server.admin.access_key_id not in seen
-        assert OPERATOR_SESSION_TOKEN not in seen
+        assert s3_server.admin.access_key_id not in seen and OPERATOR_SESSION_TOKEN not in seen
         assert s3_server.admin.access_key_id not in op.log_text()
 
 

@@ -149,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         # kopf logs every successful handler call at INFO: one line per watch event at scale.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("studio_operator").info(
-        "S3 trust: own identity signs for AWS S3%s; shared buckets: %s; tenant endpoints may also "
-        "reach %s and never %s",
+        "S3 trust: shared identities sign for AWS S3%s; shared buckets: %s; tenant endpoints: "
+        "public addresses%s%s",
         "".join(f", {e}" for e in policy.allowed_endpoints),
         "; ".join(f"{ns}={','.join(b)}" for ns, b in policy.shared_buckets) or "none",
-        [str(n) for n in policy.allowed_networks] or "no non-public network",
-        ["loopback", "link-local", "private", *(str(n) for n in policy.denied_networks)],
+        "".join(f", {n}" for n in policy.allowed_networks),
+        "".join(f", never {n}" for n in policy.denied_networks),
     )
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig

@@ -10,7 +10,8 @@ Fixtures:
 - ``operator`` (function) / ``operator_session`` (session): one shared operator process for the
   session; ``operator`` (re)starts it if it is not running (e.g. a previous test killed it).
 - ``operator_factory`` (function): ``operator_factory(*args, env=None, kubeconfig=None,
-  start=True) -> OperatorProcess``, a dedicated process stopped after the test. Creating one
+  start=True, s3_args=None) -> OperatorProcess`` (``s3_args``: the S3 trust flags, default
+  kube_helpers.TEST_S3_TRUST), a dedicated process stopped after the test. Creating one
   stops the shared operator first (two operators must not reconcile the same objects); the next
   test that requests ``operator`` restarts it.
 """
@@ -140,10 +141,11 @@ def operator_factory(cluster: Cluster) -> Iterator[Callable[..., OperatorProcess
         env: dict[str, str] | None = None,
         kubeconfig: Path | str | None = None,
         start: bool = True,
+        s3_args: Sequence[str] | None = None,
     ) -> OperatorProcess:
         if _shared_operator is not None:
             _shared_operator.stop()
-        op = OperatorProcess(kubeconfig or cluster.kubeconfig, args=args, env=env)
+        op = OperatorProcess(kubeconfig or cluster.kubeconfig, args=args, env=env, s3_args=s3_args)
         made.append(op)
         if start:
             op.start()

@@ -35,7 +35,15 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 BUCKET_NAME = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 # `bucket` or `s3://bucket`, as allowedBuckets accepts.
 BUCKET_REF = r"^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/?$"
-S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?$"
+# Prefix characters: S3's "safe" set without quotes and '*', and never ',' or whitespace: the
+# prefix and the endpoint end up in mount options, which drivers split at commas and spaces.
+S3_PREFIX_CHARS = r"A-Za-z0-9!_.()=+@~/-"
+S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[" + S3_PREFIX_CHARS + r"]*)?$"
+# http(s)://host[:port][/path]: a DNS name or an IP literal, no userinfo, query or commas.
+ENDPOINT_URL = (
+    r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+    r"(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$"
+)
 
 RESERVED_KEYS_CEL = "self.all(k, !k.startsWith('studios.dev/') && k != 'app.kubernetes.io/managed-by')"
 RESERVED_KEYS_MSG = (

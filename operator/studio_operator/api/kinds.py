@@ -12,6 +12,7 @@ from .common import (
     CONDITIONS_HINTS,
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    ENDPOINT_URL,
     ENV_LIST_HINTS,
     LABEL_KEY,
     MAP_KEYS_CEL,
@@ -176,9 +177,7 @@ class DataLinkSpec(KubeModel):
         description="s3://bucket or s3://bucket/prefix",
     )
     region: str | None = Field(default=None, max_length=32, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
-    endpoint_url: str | None = Field(
-        default=None, alias="endpointURL", max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
-    )
+    endpoint_url: str | None = Field(default=None, alias="endpointURL", max_length=2048, pattern=ENDPOINT_URL)
     credentials_secret: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
 
 

@@ -121,7 +121,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     _tasks.append(asyncio.create_task(_gauges(store, queue, scheduler), name="gauges"))
     if OPTIONS.metrics_port:
-        metrics.serve(OPTIONS.metrics_port)
+        metrics.serve(OPTIONS.metrics_port, OPTIONS.probe_address)
     log.info("studio-operator started: %d studios known", store.count("studios"))
 
 

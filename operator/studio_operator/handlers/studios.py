@@ -433,6 +433,7 @@ class Reconciler:
             labels=labels,
             links=links,
             creator=(meta.get("annotations") or {}).get(CREATED_BY_ANNOTATION),
+            s3_policy=OPTIONS.s3_policy,
         )
         return inputs, None
 

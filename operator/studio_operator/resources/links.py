@@ -8,13 +8,18 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.kinds import DataLinkSpec, StorageDriver
-from .buckets import InvalidS3Uri, parse_s3_uri
+from ..api.kinds import YANDEX_CSI_DRIVER, ComputeEnvironmentSpec, DataLinkSpec, Storage, StorageDriver
+from .buckets import InvalidS3Uri, is_safe_endpoint, is_safe_prefix, parse_s3_uri
 from .conditions import carry_transition_times, condition, find
 from .context import LinkView, SessionInputs
+from .endpoints import shared_identity_problem
 
 READY = "Ready"
 PENDING = "Pending"
+# Who signs a mount's S3 requests (see resources/endpoints.py).
+OWN_KEYS = "own"
+POD_IDENTITY = "pod"
+SHARED_IDENTITY = "shared"
 
 
 def link_view(name: str, body: Mapping[str, Any] | None) -> LinkView | None:
@@ -89,7 +94,50 @@ def mount_problem(inputs: SessionInputs) -> tuple[str, str] | None:
                 "DataLinkNotReady",
                 f"data link {mount.data_link!r} is not Ready ({detail}); the studio starts once it is",
             )
+        if not is_safe_prefix(link.prefix) or (
+            link.spec.endpoint_url and not is_safe_endpoint(link.spec.endpoint_url)
+        ):
+            return (
+                "DataLinkInvalid",
+                f"data link {mount.data_link!r} has a prefix or endpointURL that cannot be passed to "
+                "the storage driver safely: fix spec.uri / spec.endpointURL",
+            )
+        if mount_identity(link, inputs.environment) == SHARED_IDENTITY:
+            who = _shared_identity_name(inputs.environment.storage or Storage())
+            problem = shared_identity_problem(
+                inputs.s3_policy, inputs.studio.namespace, link.bucket, link.spec.endpoint_url, who
+            )
+            if problem is not None:
+                reason, message = problem
+                return reason, f"data link {mount.data_link!r}: {message}"
     return None
+
+
+def mount_identity(link: LinkView, env: ComputeEnvironmentSpec) -> str:
+    """Who signs the mount's S3 requests. Mountpoint's CSI driver reads no per-volume Secret: it
+    uses the pod's service account when the environment names one, else its own identity."""
+    storage = env.storage or Storage()
+    secret = link.spec.credentials_secret or env.credentials_secret
+    if storage.driver == StorageDriver.FUSE or storage.csi_driver == YANDEX_CSI_DRIVER:
+        if secret:
+            return OWN_KEYS
+        return (
+            POD_IDENTITY
+            if storage.driver == StorageDriver.FUSE and env.service_account_name
+            else SHARED_IDENTITY
+        )
+    return POD_IDENTITY if env.service_account_name else SHARED_IDENTITY
+
+
+def _shared_identity_name(storage: Storage) -> str:
+    if storage.driver == StorageDriver.FUSE:
+        return "the node's identity (the fuse mounter without a credentials Secret)"
+    if storage.csi_driver == YANDEX_CSI_DRIVER:
+        return f"the storage driver's own identity ({YANDEX_CSI_DRIVER} without a credentials Secret)"
+    return (
+        f"the storage driver's own identity ({storage.csi_driver} reads no Secret; the environment's "
+        "serviceAccountName gives pod-level credentials instead)"
+    )
 
 
 # ------------------------------------------------------------------ DataLink status (for handlers)

@@ -58,6 +58,14 @@ def kstatus_conditions(
     ready = not (reconciling or stalled)
     return [
         condition("Ready", ready, reason, message, generation),
-        condition("Reconciling", reconciling, reason if reconciling else "Reconciled", message if reconciling else "", generation),
-        condition("Stalled", stalled, reason if stalled else "NotStalled", message if stalled else "", generation),
+        condition(
+            "Reconciling",
+            reconciling,
+            reason if reconciling else "Reconciled",
+            message if reconciling else "",
+            generation,
+        ),
+        condition(
+            "Stalled", stalled, reason if stalled else "NotStalled", message if stalled else "", generation
+        ),
     ]

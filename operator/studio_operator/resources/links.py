@@ -116,7 +116,9 @@ def link_conditions(ready: bool, reason: str, message: str, generation: int) -> 
             f"{message}; checked again in about 30 s" if reconciling else "",
             generation,
         ),
-        condition("Stalled", stalled, reason if stalled else "NotStalled", message if stalled else "", generation),
+        condition(
+            "Stalled", stalled, reason if stalled else "NotStalled", message if stalled else "", generation
+        ),
     ]
 
 

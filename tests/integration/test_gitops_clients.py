@@ -158,6 +158,7 @@ def conditions_of(body: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture
 def ns(cluster: Cluster, namespace: str, operator: OperatorProcess) -> str:
+    gc.binary()  # built (or found in the cache) before any state is driven: a build failure fails fast
     return namespace
 
 

@@ -422,13 +422,17 @@ def test_kubectl_get_studios_columns(cluster: Cluster, ns: str, tmp_path: Path) 
     cache = f"--cache-dir={tmp_path}"  # fresh discovery, as on a new machine
     out = cluster.kubectl(cache, "get", "studios", "-n", ns).stdout
     header, *rows = out.strip().splitlines()
-    assert header.split() == ["NAME", "PHASE", "IMAGE", "PRIVATE", "EXPIRES", "AGE"]
+    assert header.split() == ["NAME", "PHASE", "READY", "REASON", "IMAGE", "PRIVATE", "EXPIRES", "AGE"]
     table = {r.split()[0]: r.split() for r in rows}
-    assert table["shown"][1:5] == ["Running", sh.IMAGE, "true", sh.status(studio)["session"]["expiresAt"]]
-    assert table["idle"][1:4] == ["Stopped", sh.IMAGE, "false"]
-    assert len(table["idle"]) == 5 or table["idle"][4] == "<none>"  # no expiry without a session
+    expires = sh.status(studio)["session"]["expiresAt"]
+    assert table["shown"][1:7] == ["Running", "True", "SessionRunning", sh.IMAGE, "true", expires]
+    assert table["idle"][1:6] == ["Stopped", "True", "NeverStarted", sh.IMAGE, "false"]
+    assert len(table["idle"]) == 7 or table["idle"][6] == "<none>"  # no expiry without a session
     wide = cluster.kubectl(cache, "get", "st", "-n", ns, "-o", "wide").stdout
-    assert "REASON" in wide and "ENVIRONMENT" in wide and "NeverStarted" in wide
+    wide_header, *wide_rows = wide.strip().splitlines()
+    assert wide_header.split()[-3:] == ["ENVIRONMENT", "MESSAGE", "AGE"]
+    idle = next(r for r in wide_rows if r.startswith("idle "))
+    assert "set spec.state to Running to start a session" in idle
 
 
 def test_workspace_volume_is_kept_across_sessions(cluster: Cluster, ns: str) -> None:

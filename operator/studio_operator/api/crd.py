@@ -19,14 +19,20 @@ from .kinds import ALL_KINDS, WorkspaceSettings
 
 _DROP = {"title", "$defs", "discriminator"}
 
+_READY = '.status.conditions[?(@.type=="Ready")]'
+
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "Studio": [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        # Ready's reason and message always explain the state (the Stalled or Reconciling reason
+        # when one applies: resources/conditions.kstatus_conditions).
+        {"name": "Ready", "type": "string", "jsonPath": _READY + ".status"},
+        {"name": "Reason", "type": "string", "jsonPath": _READY + ".reason"},
         {"name": "Image", "type": "string", "jsonPath": ".spec.template.image"},
         {"name": "Private", "type": "boolean", "jsonPath": ".spec.private"},
         {"name": "Expires", "type": "string", "jsonPath": ".status.session.expiresAt"},
-        {"name": "Reason", "type": "string", "jsonPath": ".status.stopReason", "priority": 1},
         {"name": "Environment", "type": "string", "jsonPath": ".spec.computeEnvironment", "priority": 1},
+        {"name": "Message", "type": "string", "jsonPath": _READY + ".message", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     "ComputeEnvironment": [
@@ -37,7 +43,9 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "DataLink": [
         {"name": "URI", "type": "string", "jsonPath": ".spec.uri"},
         {"name": "Region", "type": "string", "jsonPath": ".status.region"},
-        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+        {"name": "Ready", "type": "string", "jsonPath": _READY + ".status"},
+        {"name": "Reason", "type": "string", "jsonPath": _READY + ".reason"},
+        {"name": "Message", "type": "string", "jsonPath": _READY + ".message", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ],
     "WorkspaceSettings": [
@@ -138,6 +146,11 @@ def crd_for(model: type[KubeModel]) -> dict[str, Any]:
     if "status" in props:
         props["status"] = _strip_status_defaults(props["status"])
         props["status"].pop("nullable", None)
+        # Served with observedGeneration 0 until the operator writes the first status (the API
+        # server defaults it on every read): kstatus, Flux and Argo CD then read an object nobody
+        # has reconciled yet as InProgress, not Current, and a Flux CEL health check can refer to
+        # `status` without failing on an object that has none yet.
+        props["status"]["default"] = {"observedGeneration": 0}
     spec = props["spec"]
     spec.pop("nullable", None)
     root: dict[str, Any] = {

@@ -1,6 +1,6 @@
 """`kubectl studio` (console script `kubectl-studio`): drive studios from the command line.
 
-    kubectl studio ls [-A]
+    kubectl studio ls [-A] [-o wide]
     kubectl studio create NAME --image IMG --env-name CE [--port N] [--no-start] [--private]
                                [--hours N | --keep-running] [--mount LINK ...] [--label k=v ...]
     kubectl studio start|stop NAME
@@ -56,9 +56,15 @@ def build_parser() -> Parser:
         _connection_options(p, top=False)
         return p
 
-    p = add("ls", "list studios: name, phase, expiry, private, creator")
+    p = add("ls", "list studios: name, phase, ready, reason, expiry, private, creator")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="list studios in every namespace")
-    p.add_argument("-o", "--output", choices=["table", "name", "json", "yaml"], default="table")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "name", "json", "yaml"],
+        default="table",
+        help="wide adds the MESSAGE that explains the state",
+    )
 
     p = add("create", "create a studio (started unless --no-start)")
     p.add_argument("name", metavar="NAME")

@@ -41,7 +41,7 @@ from ..api.pod_checks import environment_spec_errors, studio_spec_errors
 from ..config import OPTIONS
 from ..resources import lifespan as ls
 from ..resources import names
-from ..resources.conditions import carry_transition_times, condition, find
+from ..resources.conditions import carry_transition_times, condition, find, kstatus_conditions
 from ..resources.context import LinkView, SessionInputs, StudioRef
 from ..resources.merge import LabelConflict, merge_labels
 from ..resources.mounts import MountPlan, plan_mounts
@@ -98,7 +98,6 @@ class Outcome:
     connect: dict[str, Any] | None = None
     held: str | None = None
     stalled: bool = False
-    ready: bool = False
     reconciling: bool = False
     extra_conditions: list[dict[str, Any]] = field(default_factory=list)
     inherited_labels: list[str] | None = None
@@ -264,7 +263,6 @@ class Reconciler:
             message="the session pod is being deleted" if stopping else messages[reason],
             stop_reason=reason,
             held=held,
-            ready=not stopping and held is None,
             reconciling=stopping,
             # kstatus: a failed session needs a new start request (as Argo CD's Degraded says)
             stalled=not stopping and reason == StopReason.FAILED,
@@ -638,7 +636,7 @@ class Reconciler:
 
     def _phase_from(self, state: PodState, body: dict[str, Any]) -> Outcome:
         if state.kind == "running":
-            out = Outcome(Phase.RUNNING, "SessionRunning", "the session is running", ready=True)
+            out = Outcome(Phase.RUNNING, "SessionRunning", "the session is running")
             if (body.get("status") or {}).get("phase") != Phase.RUNNING:
                 out.events.append(("Normal", "SessionRunning", "the session is running"))
             return out
@@ -915,20 +913,12 @@ class Reconciler:
         gen = meta.get("generation", 1)
         old = body.get("status") or {}
         conditions = [
-            condition("Ready", outcome.ready, outcome.reason, outcome.message, gen),
-            condition(
-                "Reconciling",
-                outcome.reconciling,
-                outcome.reason if outcome.reconciling else "Reconciled",
-                outcome.message if outcome.reconciling else "",
-                gen,
-            ),
-            condition(
-                "Stalled",
-                outcome.stalled,
-                outcome.reason if outcome.stalled else "NotStalled",
-                outcome.message if outcome.stalled else "",
-                gen,
+            *kstatus_conditions(
+                outcome.reason,
+                outcome.message,
+                reconciling=outcome.reconciling,
+                stalled=outcome.stalled,
+                generation=gen,
             ),
             *outcome.extra_conditions,
         ]

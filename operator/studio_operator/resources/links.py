@@ -143,6 +143,33 @@ def _shared_identity_name(storage: Storage) -> str:
 # ------------------------------------------------------------------ DataLink status (for handlers)
 
 
+# Failures that may pass on their own (the network, an endpoint's hiccup): the operator re-checks
+# every ~30 s, so kstatus reads them as InProgress. Every other failure (NoSuchBucket, AccessDenied,
+# InvalidCredentials, a missing or invalid Secret, an invalid spec) lasts until someone changes the
+# link, its Secret or the bucket's policy: Stalled, which kstatus reads as Failed.
+TRANSIENT_REASONS = frozenset({"EndpointUnreachable", "CheckFailed"})
+
+
+def link_conditions(ready: bool, reason: str, message: str, generation: int) -> list[dict[str, Any]]:
+    """Ready, Reconciling and Stalled of a DataLink: exactly one is True, so that kstatus reaches
+    Current (Ready), Failed (Stalled) or, while a transient failure is retried, InProgress."""
+    reconciling = not ready and reason in TRANSIENT_REASONS
+    stalled = not ready and not reconciling
+    return [
+        condition(READY, ready, reason, message, generation),
+        condition(
+            "Reconciling",
+            reconciling,
+            reason if reconciling else "Checked",
+            f"{message}; checked again in about 30 s" if reconciling else "",
+            generation,
+        ),
+        condition(
+            "Stalled", stalled, reason if stalled else "NotStalled", message if stalled else "", generation
+        ),
+    ]
+
+
 def link_status(
     *,
     generation: int | None,
@@ -155,9 +182,10 @@ def link_status(
     previous: Mapping[str, Any] | None,
     now: str,
 ) -> dict[str, Any]:
-    """The whole DataLink status; lastTransitionTime carried over while Ready keeps its status."""
-    cond = condition(READY, ready, reason, message, generation or 0)
-    conditions = carry_transition_times([cond], (previous or {}).get("conditions"), now)
+    """The whole DataLink status; lastTransitionTime carried over while a condition keeps its status."""
+    conditions = carry_transition_times(
+        link_conditions(ready, reason, message, generation or 0), (previous or {}).get("conditions"), now
+    )
     return {
         "observedGeneration": generation,
         "bucket": bucket,

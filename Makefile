@@ -124,7 +124,7 @@ rbac: venv ## regenerate manifests/rbac and the chart's copy from rbac.py
 	$(PY) hack/gen_install.py rbac
 
 .PHONY: manifests
-manifests: venv ## regenerate every install artifact (CRDs, RBAC, webhook entries, peering CRDs)
+manifests: venv ## regenerate every install artifact (CRDs, RBAC, webhook entries)
 	$(PY) hack/gen_install.py all
 
 .PHONY: lock

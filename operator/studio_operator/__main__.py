@@ -35,8 +35,28 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--webhook-port", type=int, default=9443)
     run.add_argument("--webhook-host", help="cluster mode: the webhook Service's DNS name")
     run.add_argument("--cert-dir", help="webhook certificates (local: generated here; cluster: mounted)")
+    run.add_argument(
+        "--webhook-cert-secret",
+        help="cluster mode: keep the serving certificate in this Secret (created and rotated by the "
+        "operator, written to --cert-dir) and inject its CA into the webhook configurations",
+    )
+    run.add_argument(
+        "--webhook-config",
+        default="studio-operator",
+        help="with --webhook-cert-secret: the Validating/MutatingWebhookConfigurations to inject the CA into",
+    )
     run.add_argument("--peering", help="kopf peering name: enables high availability (replicas > 1)")
     run.add_argument("--priority", type=int, default=0, help="peering priority (highest acts)")
+    run.add_argument(
+        "--leader-election",
+        metavar="LEASE",
+        help="high availability with this coordination.k8s.io Lease (replicas > 1): one replica acts",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        help="the Lease's namespace (default: the operator's own, $POD_NAMESPACE, else default)",
+    )
+    run.add_argument("--lease-duration", type=int, default=8, help="seconds before a standby takes over")
     run.add_argument("--workers", type=int, default=64, help="concurrent reconciles")
     run.add_argument("--warning-minutes", type=float, default=15.0, help="SessionExpiringSoon lead time")
     run.add_argument("--verbose", "-v", action="store_true")
@@ -70,8 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     OPTIONS.webhook_port = args.webhook_port
     OPTIONS.webhook_host = args.webhook_host
     OPTIONS.cert_dir = args.cert_dir
+    OPTIONS.webhook_cert_secret = args.webhook_cert_secret
+    OPTIONS.webhook_config = args.webhook_config
     OPTIONS.peering = args.peering
     OPTIONS.priority = args.priority
+    OPTIONS.leader_election = args.leader_election
+    OPTIONS.leader_election_namespace = args.leader_election_namespace
+    OPTIONS.lease_duration = args.lease_duration
     OPTIONS.identity = f"{socket.gethostname()}@{os.getpid()}"
     OPTIONS.workers = args.workers
     OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)

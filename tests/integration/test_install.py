@@ -47,18 +47,6 @@ def owned_by_someone_else(cluster: Cluster, name: str) -> bool:
     return HELM_OWNER not in (role.metadata.annotations or {})
 
 
-def crd_exists(cluster: Cluster, name: str) -> bool:
-    """The peering CRDs are kept on uninstall (`helm.sh/resource-policy: keep`), so a second run
-    on the same cluster finds them owned by an earlier release: install them only when absent."""
-    try:
-        client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition(name)
-    except ApiException as e:
-        if e.status == 404:
-            return False
-        raise
-    return True
-
-
 # ---------------------------------------------------------------- Helm
 
 
@@ -98,7 +86,7 @@ def test_helm_template_passes_server_dry_run(cluster: Cluster, namespace: str, t
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8089, "protocol": "TCP"} in container["ports"]
     assert "--webhook-mode=cluster" in container["args"] and not any(
-        a.startswith("--peering") for a in container["args"]
+        a.startswith("--leader-election") for a in container["args"]
     )
     operator_role = next(
         o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "it-studio-operator"
@@ -149,25 +137,34 @@ def test_helm_template_high_availability(cluster: Cluster, namespace: str, tmp_p
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert "--peering=studio-operator" in container["args"]
-    assert container["command"][:2] == ["/bin/sh", "-c"] and "--priority=" in container["command"][2]
-    crds = {o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"}
-    assert crds == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    peering = next(o for o in objects if o["kind"] == "ClusterKopfPeering")
-    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
-    server_dry_run(cluster, [o for o in objects if o["kind"] != "ClusterKopfPeering"], tmp_path)
-    fixed = template(cluster, namespace, "replicas=2", "peering.priority=100", "peering.installCRDs=false")
-    container = next(o for o in fixed if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
+    assert "--leader-election=it-studio-operator" in container["args"]
+    assert "--lease-duration=8" in container["args"]
+    assert not {"CustomResourceDefinition", "ClusterKopfPeering"} & {o["kind"] for o in objects}
+    role = next(
+        o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "it-studio-operator"
+    )
+    assert {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    } in (role["rules"])
+    server_dry_run(cluster, objects, tmp_path)
+    named = template(
+        cluster,
+        namespace,
+        "replicas=2",
+        "leaderElection.leaseName=ops",
+        "leaderElection.leaseDurationSeconds=12",
+    )
+    container = next(o for o in named if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
         0
     ]
-    assert "command" not in container and "--priority=100" in container["args"]
-    assert not [o for o in fixed if o["kind"] == "CustomResourceDefinition"]
+    assert "--leader-election=ops" in container["args"] and "--lease-duration=12" in container["args"]
 
 
 def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> None:
     release = f"it-{secrets.token_hex(3)}"
     fullname = f"{release}-studio-operator"
-    peering = f"{release}-peering"
     # The studios-* roles are cluster-wide; when other tests created them outside Helm, Helm
     # would refuse to adopt them, so this release then leaves them out.
     user_roles = not owned_by_someone_else(cluster, "studios-view")
@@ -228,34 +225,13 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
             != deployment.spec.template.metadata.annotations["checksum/webhook-tls"]
         )
 
-        # high availability: peering CRDs (unless present already) and the peering object (a hook)
-        peering_crds = not crd_exists(cluster, "clusterkopfpeerings.kopf.dev")
-        helm(
-            cluster,
-            "upgrade",
-            release,
-            str(CHART),
-            "-n",
-            namespace,
-            *args,
-            "--set",
-            "replicas=2",
-            "--set",
-            f"peering.name={peering}",
-            "--set",
-            f"peering.installCRDs={str(peering_crds).lower()}",
-        )
+        # high availability: leader election with a Lease in the release namespace
+        helm(cluster, "upgrade", release, str(CHART), "-n", namespace, *args, "--set", "replicas=2")
         ha = apps.read_namespaced_deployment(fullname, namespace)
         assert ha.spec.replicas == 2 and ha.spec.strategy.type == "RollingUpdate"
-        assert f"--peering={peering}" in ha.spec.template.spec.containers[0].args
-        cluster.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
+        assert f"--leader-election={fullname}" in ha.spec.template.spec.containers[0].args
     finally:
         helm(cluster, "uninstall", release, "-n", namespace, "--wait", "--timeout=120s")
-        try:  # a hook object: Helm leaves it (harmless; kopf only writes heartbeats into it)
-            cluster.custom.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
-        except ApiException as e:
-            if e.status != 404:
-                raise
 
     def gone(read: Any, *a: Any) -> bool:
         try:

@@ -47,8 +47,14 @@ def rbac_files() -> dict[Path, str]:
     for name, text in rbac.manifests().items():
         out[ROOT / "manifests" / "rbac" / name] = text
         out[CHART / "files" / "rbac" / name] = text
+    # chart only: a namespaced install (operator.watchNamespaces) binds these cluster-wide
+    out[CHART / "files" / "rbac" / "operator-cluster-scope.yaml"] = rbac.render(
+        [rbac.operator_cluster_scope_role()]
+    )
     # kustomize only: the operator keeps its own webhook certificate (--webhook-cert-secret)
-    out[ROOT / "manifests" / "default" / "webhook-cert-roles.yaml"] = rbac.render(rbac.operator_webhook_cert_roles())
+    out[ROOT / "manifests" / "default" / "webhook-cert-roles.yaml"] = rbac.render(
+        rbac.operator_webhook_cert_roles()
+    )
     return out
 
 

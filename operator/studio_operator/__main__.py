@@ -6,11 +6,12 @@ import argparse
 import contextlib
 import ctypes
 import importlib
+import json
 import logging
 import os
 import socket
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import kopf
 
@@ -60,7 +61,30 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--workers", type=int, default=64, help="concurrent reconciles")
     run.add_argument("--warning-minutes", type=float, default=15.0, help="SessionExpiringSoon lead time")
     run.add_argument("--verbose", "-v", action="store_true")
+    run.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
+    )
+    test = sub.add_parser("selftest", help="check an installed operator (what `helm test` runs)")
+    test.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+    test.add_argument("--namespace", "-n", default="default", help="where to dry-run a Studio")
+    test.add_argument("--metrics-url", help="the operator's metrics endpoint, e.g. http://svc:8090/metrics")
+    test.add_argument("--no-webhooks", action="store_true", help="skip the admission check")
     return parser.parse_args(argv)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines (Loki, Elasticsearch, Cloud Logging)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 M_ARENA_MAX = -8  # glibc mallopt parameter
@@ -81,6 +105,10 @@ def limit_malloc_arenas() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "selftest":
+        from . import selftest
+
+        return selftest.run(args)
     limit_malloc_arenas()  # before any thread exists
     OPTIONS.kubeconfig = args.kubeconfig
     OPTIONS.namespaces = args.namespace
@@ -101,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     OPTIONS.workers = args.workers
     OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)
     OPTIONS.verbose = args.verbose
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if args.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if not args.verbose:
         # kopf logs every successful handler call at INFO: one line per watch event at scale.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)

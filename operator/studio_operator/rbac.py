@@ -155,6 +155,34 @@ def operator_cluster_role() -> dict[str, Any]:
     return _cluster_role(OPERATOR_ROLE, rules, "The studio operator's own permissions.")
 
 
+CLUSTER_SCOPED_RESOURCES = frozenset(
+    {
+        "persistentvolumes",
+        "subjectaccessreviews",
+        "selfsubjectreviews",
+        "customresourcedefinitions",
+        "namespaces",
+        "clusterrolebindings",
+        "clusterkopfpeerings",
+    }
+)
+
+
+def operator_cluster_scope_role() -> dict[str, Any]:
+    """A namespaced install (chart value operator.watchNamespaces) binds the operator's role per
+    namespace with RoleBindings; these rules about cluster-scoped resources stay cluster-wide."""
+    rules = []
+    for r in operator_cluster_role()["rules"]:
+        kept = [res for res in r["resources"] if res in CLUSTER_SCOPED_RESOURCES]
+        if kept:
+            rules.append({**r, "resources": kept})
+    return _cluster_role(
+        f"{OPERATOR_ROLE}-cluster-scope",
+        rules,
+        "The studio operator's permissions on cluster-scoped resources (namespaced installs).",
+    )
+
+
 def operator_webhooks_cluster_role(config_name: str = MANAGED_WEBHOOK_CONFIG) -> dict[str, Any]:
     """Only for self-managed webhooks (local mode): kopf creates and patches its configurations.
 

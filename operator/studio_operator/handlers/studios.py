@@ -826,11 +826,17 @@ class Reconciler:
         # expiries the round trips a worker waits for are what p99 lateness is made of. Either may
         # fail alone: the next pass finds the recorded session past its end (see _run) and expires
         # it again, its Event is posted only with the status that records it.
-        _, pod_left, _ = await _together(
-            record(),
-            self._delete_pod(pod) if pod is not None else _nothing(),
-            self._end_session_objects(body),
-        )
+        try:
+            _, pod_left, _ = await _together(
+                record(),
+                self._delete_pod(pod) if pod is not None else _nothing(),
+                self._end_session_objects(body),
+            )
+        except StaleStudio:
+            raise
+        except Exception:
+            metrics.EXPIRY_FAILURES.inc()  # the PrometheusRule alerts when expiries keep failing
+            raise
         self.scheduler.cancel((meta["namespace"], meta["name"]))
         if not pod_left:
             return await self._stop(body, None, restart)  # nothing to wait for: Stopped now

@@ -52,7 +52,8 @@ cluster-up: venv ## start the loopback control plane (idempotent); kubeconfig in
 	$(PY) hack/cluster.py up
 
 .PHONY: cluster-down
-cluster-down: ## stop the control plane processes (logs stay in .cluster/logs)
+cluster-down: ## stop the control plane processes and the loopback S3 server (logs stay in .cluster/logs)
+	@if [ -x $(PY) ]; then $(PY) hack/s3.py down; else python3 hack/s3.py down; fi
 	@if [ -x $(PY) ]; then $(PY) hack/cluster.py down; else python3 hack/cluster.py down; fi
 
 .PHONY: cluster-status

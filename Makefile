@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "need Python >= 3.11, got " + sys.version)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[operator,dev]'
 	@touch $@
 
 # --- Checks and tests -------------------------------------------------------------------------
@@ -136,6 +136,10 @@ lock: venv ## pin the runtime dependencies for the image (requirements.lock)
 chart-lint: ## helm lint --strict the chart (helm from `make cluster-binaries`)
 	@test -x $(HELM) || { echo "$(HELM) missing: run make cluster-binaries"; exit 1; }
 	$(HELM) lint --strict charts/studio-operator
+
+.PHONY: krew
+krew: venv ## build dist/kubectl-studio.tar.gz (krew archive) and update plugins/krew/studio.yaml
+	$(PY) hack/krew_archive.py --write
 
 .PHONY: plugin-install
 plugin-install: venv ## put kubectl-studio on PATH (~/.local/bin) for `kubectl studio`

@@ -13,8 +13,6 @@ import socket
 import sys
 from datetime import UTC, datetime, timedelta
 
-import kopf
-
 from .config import OPTIONS
 
 HANDLER_MODULES = [
@@ -109,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         from . import selftest
 
         return selftest.run(args)
+    try:
+        import kopf
+    except ImportError as exc:  # a plugin-only install (pip install studio-operator[cli])
+        print(f"{exc}: the operator needs `pip install studio-operator[operator]`", file=sys.stderr)
+        return 1
     limit_malloc_arenas()  # before any thread exists
     OPTIONS.kubeconfig = args.kubeconfig
     OPTIONS.namespaces = args.namespace

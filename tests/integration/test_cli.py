@@ -239,12 +239,55 @@ def test_errors_and_exit_codes(cluster: Cluster, namespace: str, tmp_path: Path)
         "current-context: c\n"
     )
     unreachable = cli(cluster, "ls", env={"KUBECONFIG": str(bad)})
-    assert unreachable.returncode == 2 and "cannot reach the API server" in unreachable.stderr
+    assert unreachable.returncode == 1 and "cannot reach the API server" in unreachable.stderr
     no_context = cli(cluster, "ls", "--context", "nope")
-    assert no_context.returncode == 2 and "nope" in no_context.stderr
+    assert no_context.returncode == 1 and "nope" in no_context.stderr
     duplicate = cli(
         cluster, "create", "dup", "-n", namespace, "--image", "x", "--env-name", "e", "--no-start"
     )
     ok(duplicate)
     again = cli(cluster, "create", "dup", "-n", namespace, "--image", "x", "--env-name", "e", "--no-start")
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_create_with_a_typo_warns_and_wait_reports_the_stall(
+    cluster: Cluster, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 15 item 11: the webhook's warning reaches the user, `--wait` exits 1 with the reason."""
+    sh.create_environment(cluster, namespace, "aws-eu")
+    typo = cli(
+        cluster,
+        "create",
+        "typo",
+        "-n",
+        namespace,
+        "--image",
+        "img",
+        "--env-name",
+        "aws-ue",
+        "--wait",
+        "--timeout",
+        "60",
+    )
+    assert typo.returncode == 1, typo
+    assert "Warning:" in typo.stderr and "aws-ue" in typo.stderr
+    assert 'studio "typo" cannot start: EnvironmentNotFound' in typo.stderr
+    fine = cli(
+        cluster,
+        "create",
+        "fine",
+        "-n",
+        namespace,
+        "--image",
+        "img",
+        "--env-name",
+        "aws-eu",
+        "--no-start",
+        "--wait",
+        "-o",
+        "name",
+    )
+    assert ok(fine) == "studio/fine\n" and "Warning" not in fine.stderr
+    wide = ok(cli(cluster, "ls", "-n", namespace, "-o", "wide"))
+    assert wide.splitlines()[0].split()[-3:] == ["IMAGE", "ENVIRONMENT", "MESSAGE"]
+    assert "aws-ue" in wide

@@ -110,6 +110,32 @@ def ls_rows(studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespac
     return rows
 
 
-def ls_table(studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespaces: bool) -> str:
-    headers = (["NAMESPACE"] if all_namespaces else []) + LS_HEADERS
-    return table(headers, ls_rows(studios, now, all_namespaces=all_namespaces))
+WIDE_HEADERS = ["IMAGE", "ENVIRONMENT", "MESSAGE"]
+
+
+def wide_cells(studio: Mapping[str, Any]) -> list[str]:
+    spec = studio.get("spec") or {}
+    message = str((studio.get("status") or {}).get("message") or "")
+    return [
+        str((spec.get("template") or {}).get("image") or NONE),
+        str(spec.get("computeEnvironment") or NONE),
+        (message[:77] + "...") if len(message) > 80 else message,
+    ]
+
+
+def ls_table(
+    studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespaces: bool, wide: bool = False
+) -> str:
+    """`ls`; `-o wide` adds the image, the environment and the status message."""
+    headers = (["NAMESPACE"] if all_namespaces else []) + LS_HEADERS + (WIDE_HEADERS if wide else [])
+    ordered = sorted(
+        studios,
+        key=lambda s: (
+            (s.get("metadata") or {}).get("namespace", ""),
+            (s.get("metadata") or {}).get("name", ""),
+        ),
+    )
+    rows = ls_rows(ordered, now, all_namespaces=all_namespaces)
+    if wide:
+        rows = [row + wide_cells(studio) for row, studio in zip(rows, ordered, strict=True)]
+    return table(headers, rows)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +96,6 @@ def ca_bundles(cluster: Cluster) -> set[bytes]:
     return {base64.b64decode(h.client_config.ca_bundle or "") for h in hooks}
 
 
-def delete_cluster_objects(cluster: Cluster, objects: list[dict[str, Any]], tmp: Path) -> None:
-    path = tmp / "cluster-scoped.yaml"
-    path.write_text(yaml.safe_dump_all([o for o in objects if "namespace" not in o["metadata"]]))
-    kubectl(cluster, "delete", "--ignore-not-found", "-f", str(path))
-
-
 @pytest.mark.timeout(300)
 def test_apply_k_default_then_samples_then_delete_k_keeps_data(
     cluster: Cluster,
@@ -161,6 +157,37 @@ def test_apply_k_default_then_samples_then_delete_k_keeps_data(
         assert studios["items"]
         for studio in studios["items"]:  # stamped by the mutating webhook of our operator
             assert studio["metadata"]["annotations"]["studios.dev/created-by"]
+        # what the chart's `helm test` pod runs, against this installation
+        selftest = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "studio_operator",
+                "selftest",
+                f"--kubeconfig={cluster.kubeconfig}",
+                f"--namespace={samples_ns}",
+                f"--metrics-url={op.metrics_url}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert selftest.returncode == 0, selftest.stdout + selftest.stderr
+        assert selftest.stdout.count("ok") == 2, selftest.stdout
+        broken = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "studio_operator",
+                "selftest",
+                "--no-webhooks",
+                "--metrics-url=http://127.0.0.1:1/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert broken.returncode == 1 and "FAIL operator answers" in broken.stdout
         # a studio with a workspace volume gets its claim (the operator reconciles in-cluster-like)
         sh.create_environment(cluster, samples_ns, "kwok")
         sh.create_studio(cluster, samples_ns, "keeper", environment="kwok", workspaceVolume={"size": "1Gi"})
@@ -168,13 +195,18 @@ def test_apply_k_default_then_samples_then_delete_k_keeps_data(
             lambda: _claim(cluster, samples_ns, "keeper"), timeout=60, message="workspace claim of keeper"
         )
     finally:
-        # uninstall as `kubectl delete -k manifests/default` would (namespace aside: the test's)
-        kubectl(cluster, "delete", "--ignore-not-found", "--wait=false", "-f", str(manifest))
+        # uninstall as `kubectl delete -k manifests/default` would (the namespace aside: the
+        # test's; and the studios-* user roles, which other tests of this session use)
+        uninstall = tmp_path / "uninstall.yaml"
+        uninstall.write_text(
+            yaml.safe_dump_all([o for o in objects if not o["metadata"]["name"].startswith("studios-")])
+        )
+        kubectl(cluster, "delete", "--ignore-not-found", "--wait=false", "-f", str(uninstall))
     # CRDs, studios and the workspace claim are all still there
     client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition("studios.studios.dev")
     cluster.custom.get_namespaced_custom_object("studios.dev", "v1alpha1", samples_ns, "studios", "keeper")
     assert _claim(cluster, samples_ns, "keeper") is not None
-    delete_cluster_objects(cluster, objects, tmp_path)
+    cluster.core.delete_namespace(samples_ns, propagation_policy="Background")
 
 
 def _secret(cluster: Cluster, namespace: str) -> client.V1Secret | None:

@@ -174,6 +174,40 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
         f"rbac.userRoles={str(user_roles).lower()}",
     ]
     args = [a for s in sets for a in ("--set", s)]
+    # a studio's workspace claim (as the operator makes it: owned by the studio) must outlive
+    # the install and the uninstall (Helm never deletes its crds/, so studios stay)
+    studio = cluster.custom.create_namespaced_custom_object(
+        "studios.dev",
+        "v1alpha1",
+        namespace,
+        "studios",
+        {
+            "apiVersion": "studios.dev/v1alpha1",
+            "kind": "Studio",
+            "metadata": {"name": "keeper"},
+            "spec": {"computeEnvironment": "none", "template": {"image": "img"}, "state": "Stopped"},
+        },
+    )
+    cluster.core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(
+                name="keeper-workspace",
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version="studios.dev/v1alpha1",
+                        kind="Studio",
+                        name="keeper",
+                        uid=studio["metadata"]["uid"],
+                    )
+                ],
+            ),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
     helm(cluster, "install", release, str(CHART), "-n", namespace, *args)
     try:
         apps = client.AppsV1Api(cluster.api_client)
@@ -210,8 +244,26 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
             message="the Deployment's ReplicaSet to create a pod",
         )
 
-        # upgrade = certificate rotation; the previous CA stays in the bundle for the roll-over
+        # a no-op upgrade re-uses the certificate (lookup): nothing changes, no pod rolls
         helm(cluster, "upgrade", release, str(CHART), "-n", namespace, *args)
+        same = core.read_namespaced_secret(f"{fullname}-webhook-tls", namespace)
+        assert same.data == secret.data
+        assert (
+            apps.read_namespaced_deployment(fullname, namespace).spec.template.metadata.annotations
+            == deployment.spec.template.metadata.annotations
+        )
+        # within renewBeforeDays of the end: a new certificate; the previous CA stays in the bundle
+        helm(
+            cluster,
+            "upgrade",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            *args,
+            "--set",
+            "webhook.renewBeforeDays=1000",
+        )
         rotated = core.read_namespaced_secret(f"{fullname}-webhook-tls", namespace)
         new_ca = base64.b64decode(rotated.data["ca.crt"])
         assert new_ca != first_ca
@@ -245,6 +297,9 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
     )
     assert gone(client.RbacAuthorizationV1Api(cluster.api_client).read_cluster_role, fullname)
     assert gone(client.AppsV1Api(cluster.api_client).read_namespaced_deployment, fullname, namespace)
+    client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition("studios.studios.dev")
+    cluster.custom.get_namespaced_custom_object("studios.dev", "v1alpha1", namespace, "studios", "keeper")
+    cluster.core.read_namespaced_persistent_volume_claim("keeper-workspace", namespace)
 
 
 # ---------------------------------------------------------------- kustomize

@@ -164,29 +164,55 @@ class LeaderElector:
             )
             self.active.clear()
 
+    def _holds(self) -> bool:
+        return (
+            self._lease is not None
+            and (self._lease.get("spec") or {}).get("holderIdentity") == self.identity
+            and time.monotonic() - self._renewed <= self.renew_deadline
+        )
+
+    async def _activate(self, on_activate: Callable[[], Awaitable[None]]) -> None:
+        await on_activate()  # may take a while (LISTs): renewals go on meanwhile
+        if self._holds():
+            log.info("lease %s/%s: this replica (%s) is now active", self.namespace, self.name, self.identity)
+            self.active.set()
+
     async def run(self, on_activate: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            try:
-                await self._step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the API server away: keep trying; the deadline below decides
-                log.debug("lease %s/%s: %s", self.namespace, self.name, exc)
-            holds = (
-                self._lease is not None
-                and ((self._lease.get("spec") or {}).get("holderIdentity") == self.identity)
-                and time.monotonic() - self._renewed <= self.renew_deadline
-            )
-            if holds and not self.active.is_set():
-                log.info(
-                    "lease %s/%s: this replica (%s) is now active", self.namespace, self.name, self.identity
-                )
-                await on_activate()
-                self.active.set()
-            elif not holds and self.active.is_set():
-                log.warning("lease %s/%s not renewed in time; pausing", self.namespace, self.name)
-                self.active.clear()
-            await asyncio.sleep(self.renew if self.active.is_set() else self.poll)
+        activation: asyncio.Task[None] | None = None
+        try:
+            while True:
+                try:
+                    await self._step()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the API server away: keep trying; the deadline decides
+                    log.debug("lease %s/%s: %s", self.namespace, self.name, exc)
+                if activation is not None and activation.done():
+                    if not activation.cancelled() and activation.exception() is not None:
+                        log.error(
+                            "lease %s/%s: activation failed: %r",
+                            self.namespace,
+                            self.name,
+                            activation.exception(),
+                        )
+                    activation = None
+                if self._holds():
+                    if not self.active.is_set() and activation is None:
+                        log.info("lease %s/%s held by this replica; priming", self.namespace, self.name)
+                        activation = asyncio.create_task(self._activate(on_activate))
+                else:
+                    if activation is not None:
+                        activation.cancel()
+                        activation = None
+                    if self.active.is_set():
+                        log.warning(
+                            "lease %s/%s lost or not renewed in time; pausing", self.namespace, self.name
+                        )
+                        self.active.clear()
+                await asyncio.sleep(self.renew if self._holds() else self.poll)
+        finally:
+            if activation is not None:
+                activation.cancel()
 
     async def release(self) -> None:
         """On a clean stop: give the Lease up so a standby takes over at its next look."""

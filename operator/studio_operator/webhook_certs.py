@@ -111,7 +111,7 @@ def new_leaf(
     not_after = min(now + dt.timedelta(days=days), ca.not_valid_after_utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
+        .subject_name(_name(hosts[-1][:64]))  # a CN has at most 64 characters; SANs carry the names
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

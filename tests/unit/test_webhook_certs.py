@@ -36,7 +36,15 @@ def test_issued_bundle_verifies_for_the_service_name(tmp_path: Path) -> None:
         s_in.write(outgoing.read())
         incoming.write(s_out.read())
     c.do_handshake()
-    assert c.getpeercert()["subject"][0][0][1] == HOSTS[0]
+    assert c.getpeercert()["subject"][0][0][1] == "studio-operator-webhook"
+
+
+def test_long_namespace_names_fit() -> None:
+    hosts = wc.service_hosts(
+        "studio-operator-webhook", "a-namespace-name-of-sixty-three-characters-is-allowed-here-xyz"
+    )
+    bundle = wc.issue(None, hosts, NOW)
+    assert wc.renewal_reason(bundle, hosts, NOW) is None
 
 
 def test_renewal_reasons() -> None:

@@ -5,6 +5,7 @@ from a fresh virtualenv (what the Dockerfile does; Docker itself is not on the b
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -19,7 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from install_helpers import CHART, helm, helm_binary, kustomize, run, server_dry_run, template
+from install_helpers import CHART, docs, helm, helm_binary, kustomize, run, server_dry_run, template
 from kube_helpers import ROOT, Cluster, OperatorProcess, wait_for
 
 HELM_OWNER = "meta.helm.sh/release-name"
@@ -62,7 +63,24 @@ def test_helm_lint_strict(cluster: Cluster) -> None:
 
 
 def test_helm_template_passes_server_dry_run(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
-    objects = template(cluster, namespace)
+    rendered = template(cluster, namespace)
+    hooks = [o for o in rendered if "helm.sh/hook" in (o["metadata"].get("annotations") or {})]
+    objects = [o for o in rendered if o not in hooks]
+    # `helm test`: a pod running the selftest, with a ServiceAccount that may only create studios
+    assert sorted(o["kind"] for o in hooks) == ["Pod", "Role", "RoleBinding", "ServiceAccount"]
+    test_pod = next(o for o in hooks if o["kind"] == "Pod")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = test_pod["spec"]["containers"][0]
+    assert container["command"] == ["studio-operator"] and container["args"][:2] == [
+        "selftest",
+        f"--namespace={namespace}",
+    ]
+    assert (
+        f"--metrics-url=http://it-studio-operator-metrics.{namespace}.svc:8090/metrics" in container["args"]
+    )
+    role = next(o for o in hooks if o["kind"] == "Role")
+    assert role["rules"] == [{"apiGroups": ["studios.dev"], "resources": ["studios"], "verbs": ["create"]}]
+    server_dry_run(cluster, hooks, tmp_path)
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == [
         "ClusterRole",
@@ -160,6 +178,99 @@ def test_helm_template_high_availability(cluster: Cluster, namespace: str, tmp_p
         0
     ]
     assert "--leader-election=ops" in container["args"] and "--lease-duration=12" in container["args"]
+
+
+def test_helm_values_of_a_well_kept_chart(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """Issue 15 item 8: the values render to valid objects (server-side dry run)."""
+    other = f"{namespace}-b"
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "replicas": 2,
+                "commonLabels": {"team": "platform"},
+                "operator": {
+                    "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
+                    "watchNamespaces": [namespace, other],
+                    "logFormat": "json",
+                    "env": [{"name": "AWS_CA_BUNDLE", "value": "/etc/ssl/s3/ca.crt"}],
+                },
+                "extraVolumes": [{"name": "s3-ca", "configMap": {"name": "s3-ca"}}],
+                "extraVolumeMounts": [{"name": "s3-ca", "mountPath": "/etc/ssl/s3", "readOnly": True}],
+                "networkPolicy": {"enabled": True},
+                "startupProbe": {"failureThreshold": 30, "periodSeconds": 5, "timeoutSeconds": 5},
+                "metrics": {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
+            }
+        )
+    )
+    objects = docs(
+        helm(cluster, "template", "it", str(CHART), "-n", namespace, "-f", str(values), "--skip-tests")
+    )
+    assert all(
+        o["metadata"]["labels"].get("team") == "platform"
+        for o in objects
+        if o["kind"] != "CustomResourceDefinition"
+    )
+    pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    assert {"name": "s3-ca", "mountPath": "/etc/ssl/s3", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "s3-ca", "configMap": {"name": "s3-ca"}} in pod["volumes"]
+    assert {f"--namespace={namespace}", f"--namespace={other}", "--log-format=json"} <= set(container["args"])
+    assert (
+        container["startupProbe"]["failureThreshold"] == 30
+        and container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    )
+    # namespaced RBAC: the operator's role bound in the watched namespaces (and the Lease's), the
+    # cluster-scoped rules alone cluster-wide
+    bindings = {(o["kind"], o["metadata"].get("namespace")) for o in objects if o["kind"].endswith("Binding")}
+    assert ("RoleBinding", namespace) in bindings and ("RoleBinding", other) in bindings
+    crb = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert [b["roleRef"]["name"] for b in crb] == ["it-studio-operator-cluster-scope"]
+    scope = next(
+        o
+        for o in objects
+        if o["metadata"]["name"] == "it-studio-operator-cluster-scope" and o["kind"] == "ClusterRole"
+    )
+    assert "pods" not in {r for rule in scope["rules"] for r in rule["resources"]}
+    assert {"persistentvolumes", "subjectaccessreviews"} <= {
+        r for rule in scope["rules"] for r in rule["resources"]
+    }
+    pdb = next(o for o in objects if o["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
+    assert {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]} == {
+        "webhook",
+        "metrics",
+        "health",
+    }
+    rule = next(o for o in objects if o["kind"] == "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"StudioOperatorDown", "StudioOperatorReconcileErrors", "StudioOperatorExpiriesFailing"} <= alerts
+    dashboard = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["studio-operator.json"])["panels"]
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        server_dry_run(
+            cluster, [o for o in objects if o["apiVersion"] != "monitoring.coreos.com/v1"], tmp_path
+        )
+    finally:
+        cluster.core.delete_namespace(other)
+    # NOTES: concrete commands, no placeholders
+    notes = helm(
+        cluster,
+        "install",
+        "it",
+        str(CHART),
+        "-n",
+        namespace,
+        "--dry-run=client",
+        "--set",
+        "replicas=2,rbac.create=false,rbac.userRoles=false",
+    )
+    notes = notes.split("NOTES:", 1)[1]
+    assert "helm test it" in notes and "<" not in notes and ">" not in notes
 
 
 def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> None:
@@ -308,11 +419,12 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
 def test_kustomize_default_passes_server_dry_run(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     objects = kustomize(ROOT / "manifests" / "default")
     kinds = {o["kind"] for o in objects}
-    assert kinds == {
+    assert kinds == {  # no CRDs: a separate step (manifests/crds) that uninstalling never deletes
         "Namespace",
-        "CustomResourceDefinition",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "ServiceAccount",
         "Deployment",
         "Service",
@@ -324,12 +436,17 @@ def test_kustomize_default_passes_server_dry_run(cluster: Cluster, namespace: st
     assert all(o["metadata"]["namespace"] == "studio-system" for o in namespaced)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["webhook-tls"]["secret"]["secretName"] == "studio-operator-webhook-tls"
+    assert "emptyDir" in volumes["webhook-tls"]  # the operator writes its own certificate there
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "studio-operator:0.1.0"
     out = server_dry_run(cluster, retarget(objects, "studio-system", namespace), tmp_path)
     assert "deployment.apps/studio-operator serverside-applied (server dry run)" in out
     cert_manager = kustomize(ROOT / "manifests" / "cert-manager")
     assert {"Certificate", "Issuer"} <= {o["kind"] for o in cert_manager}
+    managed = next(o for o in cert_manager if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert not [a for a in managed["containers"][0]["args"] if a.startswith("--webhook-cert-secret")]
+    cm_volumes = {v["name"]: v for v in managed["volumes"]}
+    assert cm_volumes["webhook-tls"]["secret"]["secretName"] == "studio-operator-webhook-tls"
+    assert not [o for o in cert_manager if o["metadata"]["name"] == "studio-operator-webhook-cert"]
 
 
 def test_samples_pass_server_dry_run(

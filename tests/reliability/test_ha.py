@@ -74,14 +74,16 @@ def test_two_replicas_one_acts_and_the_other_takes_over(
         active.start()
         time.sleep(3)
         assert ACTIVE not in active.log_since_start(), "the returning replica took the Lease"
+        stopped = time.monotonic()  # from SIGTERM: stop() returns once the process has exited
         standby.stop()
-        stopped = time.monotonic()
         wait_for(lambda: ACTIVE in active.log_since_start(), timeout=30, message="handover")
         handover = time.monotonic() - stopped
         load.set_state("h2", "Stopped")
         load.set_state("h0", "Stopped")
         wait_converged(cluster, model, timeout=60)
-        assert handover <= 5.0, f"handover after a clean stop took {handover:.1f}s"
+        # released, not expired: sooner than the lease duration (kopf's shutdown and the new
+        # holder's priming LISTs included)
+        assert handover < 8.0, f"handover after a clean stop took {handover:.1f}s"
     finally:
         tracker.stop()
 

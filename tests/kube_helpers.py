@@ -472,3 +472,26 @@ class OperatorProcess:
 
     def __repr__(self) -> str:
         return f"<OperatorProcess pid={self.pid} running={self.running} liveness={self.liveness_port}>"
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount `account` (a TokenRequest token):
+    what a pod running as it would have."""
+    from kubernetes import client
+
+    token = cluster.core.create_namespaced_service_account_token(
+        account,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    ).status.token
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    cluster_entry = config["clusters"][0]
+    config["users"] = [{"name": "sa", "user": {"token": token}}]
+    config["contexts"] = [
+        {"name": "sa", "context": {"cluster": cluster_entry["name"], "user": "sa", "namespace": namespace}}
+    ]
+    config["current-context"] = "sa"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -13,9 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
 import studio_helpers as sh
 from argocd_health import health
-from kube_helpers import Cluster, OperatorProcess, wait_for
+from kube_helpers import Cluster, OperatorProcess, service_account_kubeconfig, wait_for
+from studio_operator import rbac
 
 SCRIPT = Path(sys.executable).parent / "kubectl-studio"
 
@@ -251,10 +255,33 @@ def test_errors_and_exit_codes(cluster: Cluster, namespace: str, tmp_path: Path)
 
 
 def test_create_with_a_typo_warns_and_wait_reports_the_stall(
-    cluster: Cluster, namespace: str, operator: OperatorProcess
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    """Issue 15 item 11: the webhook's warning reaches the user, `--wait` exits 1 with the reason."""
+    """Issue 15 item 11: the webhook's warning reaches the user, `--wait` exits 1 with the reason.
+    The user is a ServiceAccount bound to studios-maintain (the webhook does not warn the
+    operator's own identity, which the admin kubeconfig shares here)."""
     sh.create_environment(cluster, namespace, "aws-eu")
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
+    for role in rbac.user_cluster_roles():
+        try:
+            rbac_api.create_cluster_role(role)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    cluster.core.create_namespaced_service_account(namespace, {"metadata": {"name": "typist"}})
+    rbac_api.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "typist"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "studios-maintain",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "typist", "namespace": namespace}],
+        },
+    )
+    user = {"KUBECONFIG": str(service_account_kubeconfig(cluster, namespace, "typist", tmp_path / "typist"))}
     typo = cli(
         cluster,
         "create",
@@ -268,6 +295,7 @@ def test_create_with_a_typo_warns_and_wait_reports_the_stall(
         "--wait",
         "--timeout",
         "60",
+        env=user,
     )
     assert typo.returncode == 1, typo
     assert "Warning:" in typo.stderr and "aws-ue" in typo.stderr
@@ -286,6 +314,7 @@ def test_create_with_a_typo_warns_and_wait_reports_the_stall(
         "--wait",
         "-o",
         "name",
+        env=user,
     )
     assert ok(fine) == "studio/fine\n" and "Warning" not in fine.stderr
     wide = ok(cli(cluster, "ls", "-n", namespace, "-o", "wide"))

@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 import studio_helpers as sh
 from install_helpers import kubectl, kustomize
-from kube_helpers import ROOT, Cluster, OperatorProcess, wait_for
+from kube_helpers import ROOT, Cluster, OperatorProcess, service_account_kubeconfig, wait_for
 
 BASE_NS = "studio-system"
 PORT_ARGS = ("--liveness-port", "--metrics-port", "--webhook-port", "--cert-dir")
@@ -70,23 +70,6 @@ def rendered(namespace: str, hooked: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def service_account_kubeconfig(cluster: Cluster, namespace: str, path: Path) -> Path:
-    token = cluster.core.create_namespaced_service_account_token(
-        "studio-operator",
-        namespace,
-        client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-        ),
-    ).status.token
-    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    cluster_entry = config["clusters"][0]
-    config["users"] = [{"name": "sa", "user": {"token": token}}]
-    config["contexts"] = [{"name": "sa", "context": {"cluster": cluster_entry["name"], "user": "sa"}}]
-    config["current-context"] = "sa"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def ca_bundles(cluster: Cluster) -> set[bytes]:
     api = client.AdmissionregistrationV1Api(cluster.api_client)
     hooks = [
@@ -114,7 +97,9 @@ def test_apply_k_default_then_samples_then_delete_k_keeps_data(
         deployment = next(o for o in objects if o["kind"] == "Deployment")
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         assert "--webhook-cert-secret=studio-operator-webhook-tls" in args
-        kubeconfig = service_account_kubeconfig(cluster, namespace, tmp_path / "sa-kubeconfig")
+        kubeconfig = service_account_kubeconfig(
+            cluster, namespace, "studio-operator", tmp_path / "sa-kubeconfig"
+        )
         op: OperatorProcess = operator_factory(
             *[a for a in args if not a.startswith(PORT_ARGS)],
             f"--cert-dir={tmp_path / 'tls'}",

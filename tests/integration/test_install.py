@@ -57,6 +57,12 @@ def test_helm_lint_strict(cluster: Cluster) -> None:
         ["--set", "replicas=3"],
         ["--set", "webhook.certManager.enabled=true"],
         ["--set", "webhook.enabled=false,metrics.serviceMonitor.enabled=true"],
+        [
+            "--set",
+            "replicas=2,networkPolicy.enabled=true,metrics.prometheusRule.enabled=true,"
+            "metrics.grafanaDashboard.enabled=true,operator.watchNamespaces={a,b},operator.logFormat=json,"
+            "commonLabels.team=platform",
+        ],
     ):
         out = run([helm_binary(), "lint", "--strict", str(CHART), *values])
         assert "0 chart(s) failed" in out

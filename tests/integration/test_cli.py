@@ -320,3 +320,29 @@ def test_create_with_a_typo_warns_and_wait_reports_the_stall(
     wide = ok(cli(cluster, "ls", "-n", namespace, "-o", "wide"))
     assert wide.splitlines()[0].split()[-3:] == ["IMAGE", "ENVIRONMENT", "MESSAGE"]
     assert "aws-ue" in wide
+
+
+def test_kubectl_completes_the_plugin(cluster: Cluster, namespace: str) -> None:
+    """kubectl (>= 1.26) runs kubectl_complete-studio for `kubectl studio <TAB>` (issue 15 item 12)."""
+    from kube_helpers import kubectl_binary
+
+    kubectl = kubectl_binary()
+    assert kubectl, "kubectl not found"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "PATH": f"{SCRIPT.parent}:{os.environ['PATH']}",
+    }
+    sh.create_studio(cluster, namespace, "lab", state="Stopped")
+    words = subprocess.run(
+        [kubectl, "__complete", "studio", "st"], capture_output=True, text=True, env=env, timeout=60
+    ).stdout.split()
+    assert words[:2] == ["start", "stop"] and words[2] == ":4"
+    names = subprocess.run(
+        [kubectl, "__complete", "studio", "start", "-n", namespace, "l"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    ).stdout.split()
+    assert names == ["lab", ":4"]

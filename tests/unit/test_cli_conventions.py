@@ -37,6 +37,8 @@ def test_completion_candidates() -> None:
     assert completion.candidates(parser, ["ls", "-o", ""], names) == ["table", "wide", "name", "json", "yaml"]
     assert completion.candidates(parser, ["start", "l"], names) == ["lab"]
     assert completion.candidates(parser, ["start", "lab", ""], names) == []
+    assert completion.candidates(parser, ["start", "-n", "team-a", "l"], names) == ["lab"]
+    assert completion.candidates(parser, ["start", "--namespace=team-a", "l"], names) == ["lab"]
     assert completion.candidates(parser, ["ls", "-n", "te"], names) == ["team-a"]
     assert "--all-namespaces" in completion.candidates(parser, ["ls", "--a"], names)
     assert "completion" in completion.candidates(parser, [""], names)

@@ -52,6 +52,25 @@ def _choices(parser: argparse.ArgumentParser, flag: str) -> list[str] | None:
     return None
 
 
+def _positionals(parser: argparse.ArgumentParser, words: Sequence[str]) -> list[str]:
+    """The positional arguments among `words` (a flag's value, `-n team-a`, is not one)."""
+    takes_value = {
+        o
+        for a in parser._actions
+        for o in a.option_strings
+        if a.nargs != 0 and not isinstance(a, argparse._HelpAction)
+    }
+    out, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word.startswith("-"):
+            skip = word in takes_value
+        else:
+            out.append(word)
+    return out
+
+
 def candidates(
     parser: argparse.ArgumentParser,
     words: Sequence[str],
@@ -74,7 +93,7 @@ def candidates(
         return [f for f in _flags(active) if f.startswith(current)]
     if command is None:
         return [c for c in commands if c.startswith(current) and not c.startswith("_")]
-    positional = [w for w in done[done.index(command) + 1 :] if not w.startswith("-")]
+    positional = _positionals(active, done[done.index(command) + 1 :])
     if command in NAMED and not positional and lookup:
         return [n for n in lookup("studios", done) if n.startswith(current)]
     return []

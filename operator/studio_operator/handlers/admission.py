@@ -841,8 +841,9 @@ def configure_admission(
       `studio-operator-webhooks` ClusterRole) and removes them on a clean exit.
     - `cluster`: listen on 0.0.0.0; `host` is the Service DNS name in the certificate; the files
       tls.crt, tls.key and (optional) ca.crt come from a mounted Secret in `cert_dir`. kopf's server
-      re-reads them every 60 s and restarts its listener when they change, so a rotated Secret is
+      re-reads them every 10 s and restarts its listener when they change, so a rotated Secret is
       picked up without a restart. The chart ships the webhook configurations (`managed` None).
+      With --webhook-cert-secret the operator itself writes those files (webhook_certs.py).
     - `none`: no webhooks (created-by is then never stamped, so private studios grant nobody).
 
     `port` 0 picks a free port (local mode only makes sense then, since kopf registers the URL).
@@ -874,6 +875,8 @@ def configure_admission(
             certfile=str(cert_dir / "tls.crt"),
             pkeyfile=str(cert_dir / "tls.key"),
             cafile=str(cafile) if cafile.exists() else None,
+            # a renewed certificate (mounted Secret, or --webhook-cert-secret) is served within this
+            file_check_interval=10.0,
         )
         settings.admission.managed = managed
     settings.admission.server = server

@@ -9,9 +9,10 @@ from typing import Any
 
 import kopf
 
-from .. import kube, metrics
+from .. import kube, metrics, webhook_certs
 from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE
 from ..config import OPTIONS
+from ..leader import LeaderElector
 from ..peering import Gate
 from ..runtime import Scheduler, Store, WorkQueue, run_workers
 from .studios import Reconciler
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 MANAGED_SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY_VALUE}"
 
 _tasks: list[asyncio.Task[Any]] = []
+_electors: list[LeaderElector] = []
 
 # What the store holds, primed by a LIST before the workers start so a restart does not re-create
 # what exists: (store kind, apiVersion, Kind, label selector).
@@ -83,6 +85,10 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         OPTIONS.cert_dir
         or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else "/etc/studio-operator/tls")
     )
+    if OPTIONS.webhook_mode == "cluster" and OPTIONS.webhook_cert_secret:
+        certs = cert_manager(cert_dir)
+        await certs.sync()  # the files exist before the webhook server first reads them
+        _tasks.append(asyncio.create_task(certs.run(), name="webhook-certs"))
     admission.configure_admission(
         settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir
     )
@@ -100,7 +106,21 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         The same merge as after kopf relists: kopf's watches may already be feeding the store."""
         await resync(queue_all=True)
 
-    if OPTIONS.peering:
+    if OPTIONS.leader_election:
+        from . import datalinks
+
+        elector = LeaderElector(
+            OPTIONS.leader_election,
+            OPTIONS.leader_election_namespace or webhook_certs.operator_namespace() or "default",
+            OPTIONS.identity,
+            duration=OPTIONS.lease_duration,
+            renew_deadline=max(1.0, OPTIONS.lease_duration * 0.75),
+        )
+        _electors.append(elector)
+        gate.active = elector.active
+        datalinks.set_gate(gate.active)  # standby replicas do not check links either
+        _tasks.append(asyncio.create_task(elector.run(prime), name="leader-election"))
+    elif OPTIONS.peering:
         from . import datalinks
 
         datalinks.set_gate(gate.active)  # standby replicas do not check links either
@@ -123,6 +143,23 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     if OPTIONS.metrics_port:
         metrics.serve(OPTIONS.metrics_port, OPTIONS.probe_address)
     log.info("studio-operator started: %d studios known", store.count("studios"))
+
+
+def cert_manager(cert_dir: Path) -> webhook_certs.CertManager:
+    """The Service, its namespace (the Secret's too) from --webhook-host `<service>.<namespace>.svc`."""
+    host = OPTIONS.webhook_host or ""
+    parts = host.split(".")
+    if len(parts) < 2 or not OPTIONS.webhook_cert_secret:
+        raise kopf.PermanentError(
+            f"--webhook-cert-secret needs --webhook-host=<service>.<namespace>.svc, not {host!r}"
+        )
+    return webhook_certs.CertManager(
+        namespace=parts[1],
+        secret=OPTIONS.webhook_cert_secret,
+        service=parts[0],
+        config_name=OPTIONS.webhook_config,
+        cert_dir=cert_dir,
+    )
 
 
 async def _ensure_peering_object(name: str) -> None:
@@ -151,6 +188,12 @@ async def _gauges(store: Store, queue: WorkQueue, scheduler: Scheduler) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(**_: Any) -> None:
+    for task in _tasks:
+        if task.get_name() == "leader-election":
+            task.cancel()
+    for elector in _electors:
+        await elector.release()  # a standby takes over at its next look, not after the lease
+    _electors.clear()
     for task in _tasks:
         task.cancel()
     await asyncio.gather(*_tasks, return_exceptions=True)

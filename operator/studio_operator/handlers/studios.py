@@ -47,6 +47,7 @@ from ..resources.merge import LabelConflict, merge_labels
 from ..resources.mounts import MountPlan, plan_mounts
 from ..resources.ownership import NameConflict, Rejected, owned_by_studio, rejection_fix, same_owner
 from ..resources.podstate import PodState, pod_state
+from ..resources.retention import is_retained_for, release_patch, reown_patch, retains_workspace
 from ..resources.session import (
     APPLIED_HASH,
     INHERITED_LABELS,
@@ -140,6 +141,7 @@ class Reconciler:
         if meta.get("deletionTimestamp"):
             self.scheduler.cancel(key)
             await self._delete_volumes(ns, name)
+            await self._release_workspace(body)
             await self._remove_finalizer(body)
             return None
         status = body.get("status") or {}
@@ -653,7 +655,9 @@ class Reconciler:
         self, body: dict[str, Any], inputs: SessionInputs, plan: MountPlan
     ) -> dict[str, Any]:
         meta = body["metadata"]
-        if plan.persistent_volumes and FINALIZER not in (meta.get("finalizers") or []):
+        # The finalizer holds the studio until its PVs are gone and a retained claim is released.
+        keeps_claim = retains_workspace(body.get("spec"))
+        if (plan.persistent_volumes or keeps_claim) and FINALIZER not in (meta.get("finalizers") or []):
             try:
                 patched = await kube.json_patch(
                     API_VERSION,
@@ -687,6 +691,8 @@ class Reconciler:
             )
             if existing is None:  # kept across sessions; never resized or replaced behind the user's back
                 await self._create_or_adopt("persistentvolumeclaims", workspace)
+            elif is_retained_for(existing, meta["name"]):
+                await self._reclaim_workspace(existing, inputs.studio.owner_reference())
             elif not same_owner(existing, workspace):
                 raise NameConflict("PersistentVolumeClaim", meta["namespace"], workspace["metadata"]["name"])
         # The Service first: it lives as long as the studio, so this is a create only at the first
@@ -877,10 +883,16 @@ class Reconciler:
         # expiries the round trips a worker waits for are what p99 lateness is made of. Either may
         # fail alone: the next pass finds the recorded session past its end (see _run) and expires
         # it again, its Event is posted only with the status that records it.
-        _, pod_left = await _together(
-            record(),
-            self._delete_pod(pod) if pod is not None else _nothing(),
-        )
+        try:
+            _, pod_left = await _together(
+                record(),
+                self._delete_pod(pod) if pod is not None else _nothing(),
+            )
+        except StaleStudio:
+            raise
+        except Exception:
+            metrics.EXPIRY_FAILURES.inc()  # the PrometheusRule alerts when expiries keep failing
+            raise
         self.scheduler.cancel((meta["namespace"], meta["name"]))
         if not pod_left:
             return await self._stop(body, None, restart)  # nothing to wait for: Stopped now
@@ -1013,6 +1025,42 @@ class Reconciler:
             labels = pv["metadata"].get("labels") or {}
             if labels.get(STUDIO_LABEL) == name and labels.get(NAMESPACE_LABEL) == ns:
                 await kube.delete("v1", "PersistentVolume", None, pv_name)
+
+    async def _release_workspace(self, body: dict[str, Any]) -> None:
+        """workspaceVolume.reclaim Retain: before the studio goes, its claim stops being owned
+        (so the garbage collector keeps it) and is labelled retained."""
+        meta = body["metadata"]
+        if not retains_workspace(body.get("spec")):
+            return
+        key = (meta["namespace"], names.workspace_claim_name(meta["name"]))
+        claim = self.store.get("persistentvolumeclaims", key)
+        if claim is None or not any(
+            ref.get("uid") == meta["uid"] for ref in claim["metadata"].get("ownerReferences") or []
+        ):
+            return
+        ops = release_patch(claim)
+        if ops:
+            try:
+                released = await kube.json_patch("v1", "PersistentVolumeClaim", key[0], key[1], ops)
+            except kube.ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise  # 422: changed meanwhile; the retry reads the newer claim
+            self._remember("persistentvolumeclaims", "v1", "PersistentVolumeClaim", released)
+            log.info("workspace claim %s/%s retained after studio deletion", *key)
+
+    async def _reclaim_workspace(self, claim: dict[str, Any], owner_reference: dict[str, Any]) -> None:
+        """A studio of the same name is back: it owns its retained claim again."""
+        meta = claim["metadata"]
+        reowned = await kube.json_patch(
+            "v1",
+            "PersistentVolumeClaim",
+            meta["namespace"],
+            meta["name"],
+            reown_patch(claim, owner_reference),
+        )
+        self._remember("persistentvolumeclaims", "v1", "PersistentVolumeClaim", reowned)
+        log.info("workspace claim %s/%s re-used by a new studio", meta["namespace"], meta["name"])
 
     async def _remove_finalizer(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]

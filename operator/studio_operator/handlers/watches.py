@@ -27,6 +27,7 @@ import kopf
 
 from .. import kube
 from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE, NAMESPACE_LABEL, STUDIO_LABEL
+from ..config import OPTIONS
 from ..runtime import Key, Store, WorkQueue
 from ..runtime import resource_version as _rv
 
@@ -76,8 +77,8 @@ async def resync(why: str = "", queue_all: bool = False) -> None:
         try:
             # In pages: a whole LIST of thousands of objects (managedFields included) parsed at
             # once would set the process's memory high-water mark for good.
-            async for page in _pages(api_version, k, selector):
-                list_rv = _rv(page)
+            async for page in _scoped_pages(api_version, k, selector):
+                list_rv = min(list_rv, _rv(page)) if list_rv else _rv(page)
                 for item in page.get("items") or []:
                     item.setdefault("apiVersion", api_version)
                     item.setdefault("kind", k)
@@ -111,13 +112,24 @@ async def resync(why: str = "", queue_all: bool = False) -> None:
 LIST_PAGE = 500
 
 
-async def _pages(api_version: str, kind: str, selector: str | None) -> AsyncIterator[dict[str, Any]]:
+async def _scoped_pages(api_version: str, kind: str, selector: str | None) -> AsyncIterator[dict[str, Any]]:
+    """All namespaces at once, or (--namespace: namespaced RBAC) each watched namespace."""
+    scopes: list[str | None] = list(OPTIONS.namespaces) if kind not in kube.CLUSTER_SCOPED else []
+    for namespace in scopes or [None]:
+        async for page in _pages(api_version, kind, selector, namespace):
+            yield page
+
+
+async def _pages(
+    api_version: str, kind: str, selector: str | None, namespace: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """One consistent LIST (every page has the first page's resourceVersion), page by page."""
     query = {"limit": str(LIST_PAGE)}
     if selector:
         query["labelSelector"] = selector
     while True:
-        page: dict[str, Any] = await kube.request("GET", kube.path_for(api_version, kind), query=query)
+        path = kube.path_for(api_version, kind, namespace)
+        page: dict[str, Any] = await kube.request("GET", path, query=query)
         yield page
         token = (page.get("metadata") or {}).get("continue")
         if not token:

@@ -4,13 +4,14 @@
 #   kubelet (k8s.io/kubernetes wrapper module, hack/build-control-plane.sh kubelet),
 #   containerd, containerd-shim-runc-v2, ctr (github.com/containerd/containerd/v2),
 #   CNI plugins bridge, loopback, host-local, portmap (github.com/containernetworking/plugins),
-#   pause (hack/node/pause: the pods' sandbox process).
+#   crictl (sigs.k8s.io/cri-tools: removes the node's pods, with their networks, on cluster-down).
 # and installs the Debian packages the node and the image builds use (idempotent, root only).
-#   bash hack/build-node.sh [all|debs|containerd|cni|pause|kubelet]
+#   bash hack/build-node.sh [all|debs|containerd|cni|crictl|kubelet]
 set -euo pipefail
 K8S=${K8S_VERSION:-1.36.3}
 CONTAINERD=${CONTAINERD_VERSION:-2.4.2}
 CNI=${CNI_VERSION:-1.10.0}
+CRICTL=${CRICTL_VERSION:-1.37.0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${STUDIO_CACHE:-$HOME/.cache/studio-operator}
 BIN="$ROOT/.cluster/bin"
@@ -64,21 +65,24 @@ cni() {
   for b in "${P[@]}"; do ln -sfn "$OUT/$b" "$BIN/cni/$b"; done
 }
 
-pause() {
-  local SRC="$ROOT/hack/node/pause" OUT
-  OUT="$CACHE/bin/pause-$(cat "$SRC"/go.mod "$SRC"/*.go | sha256sum | cut -c1-12)"
-  if [ ! -x "$OUT/pause" ]; then
-    mkdir -p "$OUT"; (cd "$SRC" && go build -trimpath -ldflags "-s -w" -o "$OUT/pause" .)
+crictl() {
+  local OUT="$CACHE/bin/crictl-v$CRICTL"
+  if [ ! -x "$OUT/crictl" ]; then
+    local W="$CACHE/build/crictl-v$CRICTL"; mkdir -p "$W" "$OUT"; cd "$W"
+    printf 'module local.invalid/crictlbin\n\ngo 1.26.0\n' > go.mod; rm -f go.sum
+    go get -tool "sigs.k8s.io/cri-tools/cmd/crictl@v$CRICTL"
+    log "building crictl v$CRICTL"
+    go build -trimpath -ldflags "-s -w" -o "$OUT/crictl" sigs.k8s.io/cri-tools/cmd/crictl
   fi
-  ln -sfn "$OUT/pause" "$BIN/pause"
+  ln -sfn "$OUT/crictl" "$BIN/crictl"
 }
 
 kubelet() { K8S_VERSION=$K8S bash "$ROOT/hack/build-control-plane.sh" kubelet; }
 
 what=${1:-all}
 case "$what" in
-  debs) debs ;; containerd) containerd ;; cni) cni ;; pause) pause ;; kubelet) kubelet ;;
-  all) debs; containerd; cni; pause; kubelet ;;
+  debs) debs ;; containerd) containerd ;; cni) cni ;; crictl) crictl ;; kubelet) kubelet ;;
+  all) debs; containerd; cni; crictl; kubelet ;;
   *) log "unknown target $what"; exit 2 ;;
 esac
 log "done ($what)"

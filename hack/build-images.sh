@@ -19,8 +19,8 @@ JUPYTERLAB=${JUPYTERLAB_VERSION:-4.6.6}
 # The Debian mirror of this machine's apt configuration (no host named here).
 SOURCES=${DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 [ -f "$SOURCES" ] || SOURCES=/etc/apt/sources.list
-# A change to this script, or to the pause program, rebuilds the images.
-RECIPE=$(cat "$0" "$ROOT"/hack/node/pause/*.go | sha256sum | cut -c1-8)
+# An image is rebuilt when its recipe changes: the functions and arguments that make it.
+recipe() { printf '%s\n' "$SUITE" "$@" | sha256sum | cut -c1-8; }
 log() { echo "[build-images] $*" >&2; }
 mkdir -p "$IMAGES"
 
@@ -34,7 +34,8 @@ ADD_USER='chroot "$1" useradd --create-home --uid 1000 --gid 100 --shell /bin/sh
 # Debian; CONFIG_FN DIR TAG sets its runtime configuration (user, entrypoint, ...).
 rootfs_image() {
   local name=$1 version=$2 include=$3 configure=$4; shift 4
-  local out="$IMAGES/$name-$version-$RECIPE" tmp
+  local out tmp
+  out="$IMAGES/$name-$version-$(recipe "$include" "$@" "$(declare -f rootfs_image config "$configure")")"
   if [ -f "$out/index.json" ]; then echo "$name=$out"; return; fi
   tmp=$(mktemp -d "$IMAGES/.build-$name-XXXXXX")
   log "$name $version: mmdebstrap $SUITE (+$include)"
@@ -59,7 +60,8 @@ config() { # config DIR TAG umoci-config-args...
 }
 
 pause() {
-  local out="$IMAGES/pause-1-$RECIPE"
+  local out
+  out="$IMAGES/pause-1-$(recipe "$(declare -f pause config)" "$(cat "$ROOT"/hack/node/pause/*)")"
   if [ ! -f "$out/index.json" ]; then
     local tmp; tmp=$(mktemp -d "$IMAGES/.build-pause-XXXXXX")
     (cd "$ROOT/hack/node/pause" && CGO_ENABLED=0 GOTOOLCHAIN=local go build -trimpath -ldflags "-s -w" -o "$tmp/pause" .)

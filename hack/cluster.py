@@ -152,8 +152,10 @@ def stop_all(timeout: float = STOP_TIMEOUT) -> None:
         else:
             ours[name] = pid
     if "kubelet" in ours:
-        # The kubelet first, then its pods through the CRI while containerd still runs.
+        # The kubelet first (it would restart pods), then the pods through the CRI while
+        # containerd still runs.
         _stop_pids({"kubelet": ours.pop("kubelet")}, timeout)
+    if "containerd" in ours:
         _node().remove_pods()
     order = [n for n in reversed(COMPONENTS) if n in ours] + sorted(set(ours) - set(COMPONENTS))
     clients = {n: ours[n] for n in order if n != "etcd"}

@@ -523,3 +523,62 @@ def _owner_file_checkout() -> str | None:
         return str(json.loads(OWNER.read_text()).get("checkout"))
     except (OSError, ValueError):
         return None
+
+
+# --------------------------------------------------------------------------------------------
+# `make run`: the sample studio on the real node
+
+
+def sample_manifests(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pull Secret for the loopback registry, an environment whose studios run on the real node,
+    and a JupyterLab studio on it (the images' references carry the registry's port)."""
+    auth = base64.b64encode(f"{entry['registry_user']}:{entry['registry_password']}".encode()).decode()
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "local-registry"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": json.dumps({"auths": {entry["registry"]: {"auth": auth}}})},
+        },
+        {
+            "apiVersion": "studios.dev/v1alpha1",
+            "kind": "ComputeEnvironment",
+            "metadata": {"name": "local-node"},
+            "spec": {
+                "env": [{"name": "TEAM", "value": "demo"}],
+                "resourceLabels": {"team": "demo"},
+                "nodeSelector": {"studios.dev/node": "real"},
+                "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+                "imagePullSecrets": [{"name": "local-registry"}],
+            },
+        },
+        {
+            "apiVersion": "studios.dev/v1alpha1",
+            "kind": "Studio",
+            "metadata": {"name": "jupyterlab"},
+            "spec": {
+                "displayName": "JupyterLab on the local node",
+                "computeEnvironment": "local-node",
+                "template": {"image": entry["images"]["jupyterlab"], "port": 8888},
+                "lifespan": {"policy": "StopAfter", "hours": 8},
+            },
+        },
+    ]
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] != ["sample"]:
+        print("usage: node.py sample   (prints the real node's sample studio as YAML, or nothing)")
+        return 2
+    entry = c.read_info().get("node")
+    if entry:
+        print(yaml.safe_dump_all(sample_manifests(entry), sort_keys=False), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.modules.setdefault("cluster", c)
+    raise SystemExit(main(sys.argv[1:]))

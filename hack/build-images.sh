@@ -103,10 +103,15 @@ jupyterlab_config() {
     --config.exposedports 8888/tcp
 }
 jupyterlab() {
-  local hook="chroot \"\$1\" python3 -m venv /opt/jupyter
-    cp /etc/pip.conf \"\$1\"/etc/pip.conf 2>/dev/null || true
-    chroot \"\$1\" /opt/jupyter/bin/pip install --quiet --no-cache-dir jupyterlab==$JUPYTERLAB
-    rm -f \"\$1\"/etc/pip.conf
+  # pip runs inside the new root but trusts what the host's pip trusts (PIP_CERT or the system
+  # bundle: a TLS-inspecting proxy's CA is there, not in the image's own bundle).
+  local ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+  local hook="set -e
+    chroot \"\$1\" python3 -m venv /opt/jupyter
+    cp '$ca' \"\$1\"/tmp/build-ca.pem
+    env -u PIP_FIND_LINKS PIP_CERT=/tmp/build-ca.pem chroot \"\$1\" /opt/jupyter/bin/pip install \\
+      --quiet --no-cache-dir --disable-pip-version-check jupyterlab==$JUPYTERLAB
+    rm -f \"\$1\"/tmp/build-ca.pem
     mkdir -p \"\$1\"/workspace && chown 1000:100 \"\$1\"/workspace"
   rootfs_image jupyterlab "$JUPYTERLAB" python3,python3-venv,tini,passwd,ca-certificates jupyterlab_config \
     --customize-hook="$ADD_USER" --customize-hook="$hook"

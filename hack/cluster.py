@@ -510,6 +510,9 @@ def check_health() -> Health:
     missing = [n for n in available_components() if n not in info.get("components", [])]
     if missing:
         health.reasons.append(f"built since the cluster started: {', '.join(missing)}")
+    skipped = str(info.get("node_skipped") or "")
+    if skipped.startswith("not built") and _node().disabled_reason() is None:
+        health.reasons.append("the real node was built since the cluster started")
     if (PKI / "admin.crt").exists() and "apiserver" in info:
         status, body = http(f"{info['apiserver']}/readyz", ctx=admin_context())
         if status != 200:

@@ -131,8 +131,8 @@ def _node_pki() -> None:
         days=365,
         usage=ExtendedKeyUsageOID.CLIENT_AUTH,
     )
-    c._write_key(pki / "kubelet.key", key)
-    (pki / "kubelet.crt").write_bytes(c._pem(cert))
+    c._write_key(pki / "node-client.key", key)
+    (pki / "node-client.crt").write_bytes(c._pem(cert))
 
 
 def _kubeconfig(api: str) -> Path:
@@ -155,8 +155,8 @@ def _kubeconfig(api: str) -> Path:
                     {
                         "name": "kubelet",
                         "user": {
-                            "client-certificate-data": b64(NODE / "pki" / "kubelet.crt"),
-                            "client-key-data": b64(NODE / "pki" / "kubelet.key"),
+                            "client-certificate-data": b64(NODE / "pki" / "node-client.crt"),
+                            "client-key-data": b64(NODE / "pki" / "node-client.key"),
                         },
                     }
                 ],

@@ -23,6 +23,8 @@ SOURCES=${DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 recipe() { printf '%s\n' "$SUITE" "$@" | sha256sum | cut -c1-8; }
 log() { echo "[build-images] $*" >&2; }
 mkdir -p "$IMAGES"
+# What failed builds left behind (a build in progress is younger than that).
+find "$IMAGES" -maxdepth 1 -name '.build-*' -mmin +180 -exec rm -rf {} +
 
 # Smaller root filesystems: no docs, man pages or translations.
 DPKG_OPTS=(--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*'
@@ -103,15 +105,17 @@ jupyterlab_config() {
     --config.exposedports 8888/tcp
 }
 jupyterlab() {
-  # pip runs inside the new root but trusts what the host's pip trusts (PIP_CERT or the system
-  # bundle: a TLS-inspecting proxy's CA is there, not in the image's own bundle).
+  # pip runs inside the new root but must trust what the host trusts (a TLS-inspecting proxy's CA
+  # may be in the host's bundle only, and SSL_CERT_FILE & co. name the bundle's path): the
+  # host's bundle stands in for the image's own during the install.
   local ca=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
   local hook="set -e
     chroot \"\$1\" python3 -m venv /opt/jupyter
-    cp '$ca' \"\$1\"/tmp/build-ca.pem
-    env -u PIP_FIND_LINKS PIP_CERT=/tmp/build-ca.pem chroot \"\$1\" /opt/jupyter/bin/pip install \\
+    bundle=\"\$1\"/etc/ssl/certs/ca-certificates.crt
+    cp \"\$bundle\" \"\$bundle.image\" && cp '$ca' \"\$bundle\"
+    env -u PIP_FIND_LINKS chroot \"\$1\" /opt/jupyter/bin/pip install \\
       --quiet --no-cache-dir --disable-pip-version-check jupyterlab==$JUPYTERLAB
-    rm -f \"\$1\"/tmp/build-ca.pem
+    mv \"\$bundle.image\" \"\$bundle\"
     mkdir -p \"\$1\"/workspace && chown 1000:100 \"\$1\"/workspace"
   rootfs_image jupyterlab "$JUPYTERLAB" python3,python3-venv,tini,passwd,ca-certificates jupyterlab_config \
     --customize-hook="$ADD_USER" --customize-hook="$hook"

@@ -123,7 +123,7 @@ class Connect:
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # kubectl-studio
         kubectl = shutil.which("kubectl", path=f"{CLUSTER_DIR / 'bin'}:{env['PATH']}")
         assert kubectl, "kubectl not found"
-        argv = [kubectl, "studio", "connect", name, "-n", ns, "--local-port", "0"]
+        argv = [kubectl, "studio", "connect", name, "-n", ns]
         if as_user:
             argv = [kubectl, f"--as={as_user}", *argv[1:]]
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

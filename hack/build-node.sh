@@ -4,14 +4,16 @@
 #   kubelet (k8s.io/kubernetes wrapper module, hack/build-control-plane.sh kubelet),
 #   containerd, containerd-shim-runc-v2, ctr (github.com/containerd/containerd/v2),
 #   CNI plugins bridge, loopback, host-local, portmap (github.com/containernetworking/plugins),
-#   crictl (sigs.k8s.io/cri-tools: removes the node's pods, with their networks, on cluster-down).
+#   crictl (sigs.k8s.io/cri-tools: removes the node's pods, with their networks, on cluster-down),
+#   local-path-provisioner (github.com/rancher/local-path-provisioner: the workspace volumes).
 # and installs the Debian packages the node and the image builds use (idempotent, root only).
-#   bash hack/build-node.sh [all|debs|containerd|cni|crictl|kubelet]
+#   bash hack/build-node.sh [all|debs|containerd|cni|crictl|local-path|kubelet]
 set -euo pipefail
 K8S=${K8S_VERSION:-1.36.3}
 CONTAINERD=${CONTAINERD_VERSION:-2.4.2}
 CNI=${CNI_VERSION:-1.10.0}
 CRICTL=${CRICTL_VERSION:-1.37.0}
+LOCAL_PATH=${LOCAL_PATH_VERSION:-0.0.30}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${STUDIO_CACHE:-$HOME/.cache/studio-operator}
 BIN="$ROOT/.cluster/bin"
@@ -77,12 +79,25 @@ crictl() {
   ln -sfn "$OUT/crictl" "$BIN/crictl"
 }
 
+local_path() {
+  local OUT="$CACHE/bin/local-path-provisioner-v$LOCAL_PATH"
+  if [ ! -x "$OUT/local-path-provisioner" ]; then
+    local W="$CACHE/build/local-path-v$LOCAL_PATH"; mkdir -p "$W" "$OUT"; cd "$W"
+    printf 'module local.invalid/localpathbin\n\ngo 1.26.0\n' > go.mod; rm -f go.sum
+    go get -tool "github.com/rancher/local-path-provisioner@v$LOCAL_PATH"
+    log "building local-path-provisioner v$LOCAL_PATH"
+    go build -trimpath -ldflags "-s -w -X main.VERSION=v$LOCAL_PATH" -o "$OUT/local-path-provisioner" \
+      github.com/rancher/local-path-provisioner
+  fi
+  ln -sfn "$OUT/local-path-provisioner" "$BIN/local-path-provisioner"
+}
+
 kubelet() { K8S_VERSION=$K8S bash "$ROOT/hack/build-control-plane.sh" kubelet; }
 
 what=${1:-all}
 case "$what" in
-  debs) debs ;; containerd) containerd ;; cni) cni ;; crictl) crictl ;; kubelet) kubelet ;;
-  all) debs; containerd; cni; crictl; kubelet ;;
+  debs) debs ;; containerd) containerd ;; cni) cni ;; crictl) crictl ;; local-path) local_path ;; kubelet) kubelet ;;
+  all) debs; containerd; cni; crictl; local_path; kubelet ;;
   *) log "unknown target $what"; exit 2 ;;
 esac
 log "done ($what)"

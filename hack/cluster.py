@@ -62,7 +62,7 @@ BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
 
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
 # Start order; down stops in reverse (etcd last). The last three are the real node (hack/node.py).
-NODE_COMPONENTS = ("registry", "containerd", "kubelet")
+NODE_COMPONENTS = ("registry", "containerd", "kubelet", "local-path")
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", *NODE_COMPONENTS)
 # A /16 like a real cluster: a /24 (253 ClusterIPs) runs out at a few hundred studios, and a
 # nearly full range makes every Service create slow (the allocator searches for a free address).

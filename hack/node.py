@@ -37,13 +37,23 @@ BRIDGE = "studio0"
 CNI_NETWORK = "studio-node"
 TAINT_KEY = "studios.dev/real-node"
 REGISTRY_USER = "studio"
+PULL_SECRET = "local-registry"
+LOCAL_PATH_NS = "local-path-storage"
+STORAGE_CLASS = "local-path"
 IMAGES = ("pause", "web", "fuse-rclone", "jupyterlab")
 # Host-wide: the fixed paths of a kubelet (/var/lib/kubelet/device-plugins, /run/containerd/s)
 # allow one node per machine. The file names the checkout whose node runs.
 OWNER = Path("/run/studio-operator-node")
-COMPONENTS = ("registry", "containerd", "kubelet")
+COMPONENTS = ("registry", "containerd", "kubelet", "local-path")
 HOST_TOOLS = ("runc", "iptables", "docker-registry", "htpasswd", "skopeo", "umoci", "mmdebstrap", "ip")
-NODE_BINARIES = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "crictl")
+NODE_BINARIES = (
+    "kubelet",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "crictl",
+    "local-path-provisioner",
+)
 CNI_PLUGINS = ("bridge", "loopback", "host-local", "portmap")
 NODE_TIMEOUT = 120.0
 
@@ -426,8 +436,9 @@ def start(api: str, pids: dict[str, int]) -> dict[str, Any]:
         env=env,
     )
     OWNER.write_text(json.dumps({"checkout": str(c.ROOT), "kubelet_pid": pids["kubelet"]}))
-    watch = {n: pids[n] for n in COMPONENTS}
+    watch = {n: pids[n] for n in COMPONENTS if n in pids}
     c.wait_until(f"node {NODE_NAME} Ready", lambda: _node_ready(api), timeout=NODE_TIMEOUT, watch=watch)
+    pids["local-path"] = _start_local_path(api, registry, password, refs["web"])
     return {
         "name": NODE_NAME,
         "ip": NODE_IP,
@@ -436,8 +447,102 @@ def start(api: str, pids: dict[str, int]) -> dict[str, Any]:
         "registry_user": REGISTRY_USER,
         "registry_password": password,
         "images": refs,
+        "storage_class": STORAGE_CLASS,
         "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+def _api(api: str, method: str, path: str, body: dict[str, Any]) -> None:
+    status, text = c.http(f"{api}{path}", ctx=c.admin_context(), method=method, body=body)
+    if status not in (200, 201, 409):
+        raise c.ClusterError(f"{method} {path}: {status} {text[:300]!r}")
+
+
+def pull_secret(registry: str, password: str, namespace: str) -> dict[str, Any]:
+    auth = base64.b64encode(f"{REGISTRY_USER}:{password}".encode()).decode()
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": PULL_SECRET, "namespace": namespace},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json.dumps({"auths": {registry: {"auth": auth}}})},
+    }
+
+
+def _start_local_path(api: str, registry: str, password: str, helper_image: str) -> int:
+    """rancher's local-path-provisioner, run beside the control plane with the admin kubeconfig:
+    StorageClass `local-path` (WaitForFirstConsumer) gives claims a directory under
+    .cluster/node/local-path on the real node, created and removed by helper pods there."""
+    d = NODE / "local-path"
+    d.mkdir(parents=True, exist_ok=True)
+    ns = LOCAL_PATH_NS
+    _api(
+        api, "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+    _api(api, "POST", f"/api/v1/namespaces/{ns}/secrets", pull_secret(registry, password, ns))
+    _api(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{ns}/serviceaccounts",
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "local-path-provisioner"}},
+    )
+    scripts = {
+        "setup": '#!/bin/sh\nset -eu\nmkdir -m 0777 -p "$VOL_DIR"\n',
+        "teardown": '#!/bin/sh\nset -eu\nrm -rf "$VOL_DIR"\n',
+    }
+    _api(
+        api,
+        "POST",
+        f"/api/v1/namespaces/{ns}/configmaps",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "local-path-config"}, "data": scripts},
+    )
+    _api(
+        api,
+        "POST",
+        "/apis/storage.k8s.io/v1/storageclasses",
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": STORAGE_CLASS},
+            "provisioner": "rancher.io/local-path",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Delete",
+        },
+    )
+    config = d / "config.json"
+    config.write_text(json.dumps({"nodePathMap": [{"node": NODE_NAME, "paths": [str(d / "volumes")]}]}))
+    helper = d / "helper-pod.yaml"
+    helper.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "helper-pod"},
+                "spec": {
+                    "imagePullSecrets": [{"name": PULL_SECRET}],
+                    "securityContext": {"runAsUser": 0, "runAsGroup": 0},
+                    "containers": [
+                        {"name": "helper-pod", "image": helper_image, "imagePullPolicy": "IfNotPresent"}
+                    ],
+                },
+            }
+        )
+    )
+    return c.start_process(
+        "local-path",
+        [
+            str(c.BIN / "local-path-provisioner"),
+            "start",
+            f"--kubeconfig={c.KUBECONFIG}",
+            f"--config={config}",
+            f"--helper-pod-file={helper}",
+            "--provisioner-name=rancher.io/local-path",
+            f"--namespace={ns}",
+            f"--helper-image={helper_image}",
+            "--configmap-name=local-path-config",
+            "--service-account-name=local-path-provisioner",
+        ],
+    )
 
 
 def _mounts_under(root: Path) -> list[str]:

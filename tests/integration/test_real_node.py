@@ -301,118 +301,77 @@ def test_rclone_mounts_read_only_and_read_write(
 # ------------------------------------------------------------------- 4. workspace volume, 5. lifespan
 
 
-def static_workspace(cluster: Cluster, ns: str, studio: str, node: dict[str, Any]) -> Path:
-    """A hostPath PersistentVolume on the node, pre-bound to the studio's workspace claim (the
-    local cluster has no dynamic provisioner). Returns its directory on the host."""
-    path = CLUSTER_DIR / "node" / "volumes" / f"{ns}-{studio}"
-    path.mkdir(parents=True, exist_ok=True)
-    os.chown(path, 1000, 100)
-    claim = f"{studio}-workspace"
-    cluster.core.create_persistent_volume(
-        client.V1PersistentVolume(
-            metadata=client.V1ObjectMeta(name=f"ws-{ns}-{studio}"[:63], labels={"studio-test": "true"}),
-            spec=client.V1PersistentVolumeSpec(
-                capacity={"storage": "1Gi"},
-                access_modes=["ReadWriteOnce"],
-                persistent_volume_reclaim_policy="Retain",
-                storage_class_name=f"static-{ns}"[:63],
-                host_path=client.V1HostPathVolumeSource(path=str(path), type="Directory"),
-                claim_ref=client.V1ObjectReference(namespace=ns, name=claim),
-                node_affinity=client.V1VolumeNodeAffinity(
-                    required=client.V1NodeSelector(
-                        node_selector_terms=[
-                            client.V1NodeSelectorTerm(
-                                match_expressions=[
-                                    client.V1NodeSelectorRequirement(
-                                        key="kubernetes.io/hostname", operator="In", values=[node["name"]]
-                                    )
-                                ]
-                            )
-                        ]
-                    )
-                ),
-            ),
-        )
-    )
-    return path
+def workspace_dir(cluster: Cluster, ns: str, studio: str) -> Path:
+    """The host directory behind the studio's workspace claim (local-path-provisioner's PV)."""
+    claim = cluster.core.read_namespaced_persistent_volume_claim(f"{studio}-workspace", ns)
+    pv = cluster.core.read_persistent_volume(claim.spec.volume_name)
+    source = pv.spec.host_path or pv.spec.local
+    return Path(source.path)
+
+
+def workspace(node: dict[str, Any]) -> dict[str, Any]:
+    return {"size": "1Gi", "storageClassName": node["storage_class"], "reclaim": "Delete"}
 
 
 def test_workspace_volume_outlives_the_session(cluster: Cluster, ns: str, node: dict[str, Any]) -> None:
     sh.create_environment(cluster, ns, spec=node_environment(node))
-    host_dir = static_workspace(cluster, ns, "ws", node)
-    try:
-        sh.create_studio(
-            cluster,
-            ns,
-            "ws",
-            template=web_template(node),
-            workspaceVolume={"size": "1Gi", "storageClassName": f"static-{ns}"[:63]},
-        )
-        wait_running(cluster, ns, "ws")
-        first = session_pod(cluster, ns, "ws")
-        kexec(cluster, ns, first, "echo notebook-v1 > /workspace/analysis.txt")
-        sh.set_state(cluster, ns, "ws", "Stopped")
-        sh.wait_phase(cluster, ns, "ws", "Stopped", timeout=60)
-        sh.wait_no_pods(cluster, ns, "ws", timeout=60)
-        sh.set_state(cluster, ns, "ws", "Running")
-        wait_running(cluster, ns, "ws")
-        second = session_pod(cluster, ns, "ws")
-        assert kexec(cluster, ns, second, "cat /workspace/analysis.txt").stdout == "notebook-v1\n"
-        assert (host_dir / "analysis.txt").read_text() == "notebook-v1\n"
-    finally:
-        sh.delete(cluster, ns, "ws")
-        cluster.core.delete_persistent_volume(f"ws-{ns}-ws"[:63])
+    sh.create_studio(cluster, ns, "ws", template=web_template(node), workspaceVolume=workspace(node))
+    wait_running(cluster, ns, "ws")
+    first = session_pod(cluster, ns, "ws")
+    kexec(cluster, ns, first, "echo notebook-v1 > /workspace/analysis.txt")
+    sh.set_state(cluster, ns, "ws", "Stopped")
+    sh.wait_phase(cluster, ns, "ws", "Stopped", timeout=60)
+    sh.wait_no_pods(cluster, ns, "ws", timeout=60)
+    sh.set_state(cluster, ns, "ws", "Running")
+    wait_running(cluster, ns, "ws")
+    second = session_pod(cluster, ns, "ws")
+    assert kexec(cluster, ns, second, "cat /workspace/analysis.txt").stdout == "notebook-v1\n"
+    assert (workspace_dir(cluster, ns, "ws") / "analysis.txt").read_text() == "notebook-v1\n"
 
 
 def test_expired_session_really_stops(cluster: Cluster, ns: str, node: dict[str, Any]) -> None:
     """The container receives SIGTERM (its trap writes to the workspace on the host) and is gone."""
     sh.create_environment(cluster, ns, spec=node_environment(node))
-    host_dir = static_workspace(cluster, ns, "exp", node)
     tool = (
         "trap 'echo got-SIGTERM > /workspace/terminated; exit 0' TERM; python3 -m http.server 8080 & wait $!"
     )
-    try:
-        sh.create_studio(
-            cluster,
-            ns,
-            "exp",
-            template=web_template(node, command=["sh", "-c", tool]),
-            workspaceVolume={"size": "1Gi", "storageClassName": f"static-{ns}"[:63]},
-            lifespan={"policy": "StopAfter", "hours": 1},
-        )
-        wait_running(cluster, ns, "exp")
-        pod = session_pod(cluster, ns, "exp")
-        started = sh.status(sh.get(cluster, ns, "exp"))["session"]["startedAt"]
-        # The session started more than its lifespan ago (as the lifespan tests do on kwok).
-        sh.patch_status(cluster, ns, "exp", {"session": {"startedAt": sh.ago(hours=2)}})
-        sh.wait_phase(cluster, ns, "exp", "Stopped", timeout=90, stopReason="LifespanExpired")
-        wait_for(
-            lambda: sh.gone(lambda: cluster.core.read_namespaced_pod(pod, ns)),
-            timeout=60,
-            message=f"pod {pod} gone",
-        )
-        assert started
-        assert (host_dir / "terminated").read_text() == "got-SIGTERM\n"
-        crictl = CLUSTER_DIR / "bin" / "crictl"
-        sock = CLUSTER_DIR / "node" / "containerd" / "state" / "containerd.sock"
-        left = subprocess.run(
-            [
-                str(crictl),
-                f"--runtime-endpoint=unix://{sock}",
-                "ps",
-                "-a",
-                "-q",
-                "--label",
-                f"io.kubernetes.pod.name={pod}",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert left.stdout.strip() == "", f"containers of {pod} still on the node: {left.stdout}"
-    finally:
-        sh.delete(cluster, ns, "exp")
-        cluster.core.delete_persistent_volume(f"ws-{ns}-exp"[:63])
+    sh.create_studio(
+        cluster,
+        ns,
+        "exp",
+        template=web_template(node, command=["sh", "-c", tool]),
+        workspaceVolume=workspace(node),
+        lifespan={"policy": "StopAfter", "hours": 1},
+    )
+    wait_running(cluster, ns, "exp")
+    pod = session_pod(cluster, ns, "exp")
+    host_dir = workspace_dir(cluster, ns, "exp")
+    assert not (host_dir / "terminated").exists()
+    # The session started more than its lifespan ago (as the lifespan tests do on kwok).
+    sh.patch_status(cluster, ns, "exp", {"session": {"startedAt": sh.ago(hours=2)}})
+    sh.wait_phase(cluster, ns, "exp", "Stopped", timeout=90, stopReason="LifespanExpired")
+    wait_for(
+        lambda: sh.gone(lambda: cluster.core.read_namespaced_pod(pod, ns)),
+        timeout=60,
+        message=f"pod {pod} gone",
+    )
+    assert (host_dir / "terminated").read_text() == "got-SIGTERM\n"
+    sock = CLUSTER_DIR / "node" / "containerd" / "state" / "containerd.sock"
+    left = subprocess.run(
+        [
+            str(CLUSTER_DIR / "bin" / "crictl"),
+            f"--runtime-endpoint=unix://{sock}",
+            "ps",
+            "-a",
+            "-q",
+            "--label",
+            f"io.kubernetes.pod.name={pod}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert left.stdout.strip() == "", f"containers of {pod} still on the node: {left.stdout}"
 
 
 # ------------------------------------------------------------------------------- 6. failures

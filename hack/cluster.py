@@ -796,6 +796,10 @@ def start_node(api: str, pids: dict[str, int], info: dict[str, Any]) -> dict[str
             (LOGS / "node-failure.log").write_text(detail + "\n")
             reason = f"failed: {detail.splitlines()[0] if detail else type(e).__name__} (.cluster/logs/node-failure.log)"
             node_pids = {n: pids.pop(n) for n in NODE_COMPONENTS if n in pids}
+            if "kubelet" in node_pids:
+                _stop_pids({"kubelet": node_pids["kubelet"]}, STOP_TIMEOUT)
+            if "containerd" in node_pids:
+                node.remove_pods()
             _stop_pids(node_pids, STOP_TIMEOUT)
             for n in node_pids:
                 with contextlib.suppress(FileNotFoundError):

@@ -203,6 +203,7 @@ def test_jupyterlab_runs_connects_and_sees_merged_env(
             lambda: (lambda r: r if r[0] == 200 else None)(http_get(f"{url}api")),
             timeout=30,
             message="JupyterLab /api through kubectl studio connect",
+            ignore=(OSError,),
         )
         assert status == 200 and "version" in json.loads(payload)
         status, page = http_get(f"{url}lab")
@@ -417,3 +418,80 @@ def test_kwok_does_not_manage_the_real_node(cluster: Cluster, node: dict[str, An
     assert any(t.key == TAINT_KEY and t.effect == "NoSchedule" for t in body.spec.taints or [])
     addresses = {a.type: a.address for a in body.status.addresses}
     assert addresses["InternalIP"] == node["ip"]
+
+
+def port_forward(
+    cluster: Cluster, ns: str, pod: str, port: int, as_user: str
+) -> tuple[subprocess.Popen[str], str]:
+    """`kubectl port-forward` as a user: (process, first line it printed on stdout or stderr)."""
+    kubectl = shutil.which("kubectl", path=f"{CLUSTER_DIR / 'bin'}:{os.environ.get('PATH', '')}")
+    assert kubectl
+    proc = subprocess.Popen(
+        [
+            kubectl,
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--as={as_user}",
+            "port-forward",
+            "-n",
+            ns,
+            f"pod/{pod}",
+            f":{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline()
+
+
+def test_private_studio_refuses_port_forward_to_others(
+    cluster: Cluster, ns: str, node: dict[str, Any], as_user: Any
+) -> None:
+    from studio_operator import rbac
+
+    for body in rbac.user_cluster_roles():
+        api = client.RbacAuthorizationV1Api(cluster.api_client)
+        try:
+            api.create_cluster_role(body)
+        except client.exceptions.ApiException as e:
+            if e.status != 409:
+                raise
+    for user, role in (("alice", rbac.MAINTAIN), ("carol", rbac.CONNECT)):
+        client.RbacAuthorizationV1Api(cluster.api_client).create_namespaced_role_binding(
+            ns,
+            {
+                "metadata": {"name": f"{user}-{role}"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+            },
+        )
+    sh.create_environment(cluster, ns, spec=node_environment(node))
+    body = sh.studio_body("priv", template=web_template(node), private=True)
+    wait_for(
+        lambda: client.CustomObjectsApi(as_user("alice")).create_namespaced_custom_object(
+            "studios.dev", "v1alpha1", ns, "studios", body
+        ),
+        timeout=60,
+        message="alice creates her private studio",
+        ignore=(client.exceptions.ApiException,),
+    )
+    wait_running(cluster, ns, "priv")
+    pod = session_pod(cluster, ns, "priv")
+
+    def forward_ok() -> str | None:
+        proc, first = port_forward(cluster, ns, pod, 8080, "alice")
+        try:
+            match = re.search(r"127\.0\.0\.1:(\d+)", first)
+            if not match:
+                return None
+            status, _ = http_get(f"http://127.0.0.1:{match.group(1)}/")
+            return first if status == 200 else None
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+    wait_for(forward_ok, timeout=60, message="alice (the creator) port-forwards to her studio")
+    proc, first = port_forward(cluster, ns, pod, 8080, "carol")
+    out = first + (proc.communicate(timeout=30)[0] or "")
+    assert proc.returncode != 0 and "forbidden" in out.lower(), out

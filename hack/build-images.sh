@@ -23,6 +23,9 @@ SOURCES=${DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 recipe() { printf '%s\n' "$SUITE" "$@" | sha256sum | cut -c1-8; }
 log() { echo "[build-images] $*" >&2; }
 mkdir -p "$IMAGES"
+# One build at a time on a machine (cluster-up in several checkouts, make node-binaries).
+exec 9>"$IMAGES/.lock"
+flock 9
 # What failed builds left behind (a build in progress is younger than that).
 find "$IMAGES" -maxdepth 1 -name '.build-*' -mmin +180 -exec rm -rf {} +
 
@@ -117,7 +120,7 @@ jupyterlab() {
       --quiet --no-cache-dir --disable-pip-version-check jupyterlab==$JUPYTERLAB
     mv \"\$bundle.image\" \"\$bundle\"
     mkdir -p \"\$1\"/workspace && chown 1000:100 \"\$1\"/workspace"
-  rootfs_image jupyterlab "$JUPYTERLAB" python3,python3-venv,tini,passwd,ca-certificates jupyterlab_config \
+  rootfs_image jupyterlab "$JUPYTERLAB" python3,python3-venv,libstdc++6,tini,passwd,ca-certificates jupyterlab_config \
     --customize-hook="$ADD_USER" --customize-hook="$hook"
 }
 

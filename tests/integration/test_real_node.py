@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -144,14 +145,17 @@ class Connect:
                 return self.url
         raise AssertionError(f"no URL from kubectl studio connect: {''.join(self.output)}")
 
-    def close(self) -> str:
-        self.proc.terminate()
+    def close(self) -> None:
+        """Ctrl-C, as a user stops it: the plugin then stops its kubectl port-forward."""
+        self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=10)
+            self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
-        return err
+            self.proc.wait()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def http_get(url: str, timeout: float = 10) -> tuple[int, bytes]:

@@ -481,7 +481,10 @@ def test_fuse_rclone_script() -> None:
     assert ":s3,env_auth=true,no_check_bucket=true,provider=AWS,region=eu-west-1:scratch/users/ana" in scratch
     assert "region=us-east-1:reference-genomes" in genomes
     assert 'provider=Other,endpoint="http://10.0.0.5:9000",force_path_style=true:lab' in minio
-    assert all("--daemon" in line and "--allow-other --uid 1000 --gid 100" in line for line in lines)
+    assert all(
+        "--daemon --allow-non-empty" in line and "--allow-other --uid 1000 --gid 100" in line
+        for line in lines
+    )
     assert all("--dir-cache-time 10s" in line for line in lines)
     # Keys reach rclone (env_auth) only inside the subshell of the link's own Secret.
     assert "S3_CRED_" in scratch and "AWS_ACCESS_KEY_ID=" in scratch

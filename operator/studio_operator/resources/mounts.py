@@ -475,6 +475,8 @@ def rclone_args(m: _Mount, storage: Storage) -> list[str]:
     --daemon-wait). Writable links cache writes on the sidecar's disk so that ordinary editors
     work (S3 objects cannot be modified in place); the listing cache time is the metadata TTL."""
     args = ["rclone", "mount", rclone_remote(m), f"{FUSE_ROOT}/{m.link.name}", "--daemon"]
+    # The target is the emptyDir's own bind mount, which rclone would refuse as "already mounted".
+    args.append("--allow-non-empty")
     args += ["--allow-other", "--uid", str(MOUNT_UID), "--gid", str(MOUNT_GID), "--umask", "002"]
     args += ["--vfs-cache-mode", "writes"] if m.writable else ["--read-only"]
     if storage.metadata_ttl_seconds is not None:

@@ -605,6 +605,9 @@ def cleanup() -> None:
                 os.kill(int(proc.name), signal.SIGKILL)
     for point in sorted(_mounts_under(NODE), key=len, reverse=True):
         _run(["umount", "-l", point], check=False)
+    other = _owner()
+    if other is not None and other != str(c.ROOT):
+        return  # the bridge and the node IP belong to another checkout's running node
     if _run(["ip", "link", "show", BRIDGE], check=False).returncode == 0:
         _run(["ip", "link", "del", BRIDGE], check=False)
     _lo_address(False)

@@ -23,8 +23,8 @@ log() { echo "[build-node] $*" >&2; }
 
 # runc: the OCI runtime; iptables: the kubelet's and portmap's rules; docker-registry: the
 # loopback image registry; apache2-utils: htpasswd; mmdebstrap, umoci, skopeo: image builds;
-# rclone, fuse3: the FUSE mounter image's contents.
-DEBS=(runc iptables docker-registry apache2-utils mmdebstrap umoci skopeo rclone fuse3)
+# rclone, fuse3: the FUSE mounter image's contents; chromium: the node test that opens JupyterLab.
+DEBS=(runc iptables docker-registry apache2-utils mmdebstrap umoci skopeo rclone fuse3 chromium)
 debs() {
   local missing=()
   for p in "${DEBS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done

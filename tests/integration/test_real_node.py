@@ -303,6 +303,56 @@ def test_rclone_mounts_read_only_and_read_write(
     assert "rclone" not in kexec(cluster, ns, pod, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
 
 
+# ------------------------------------------------------------------------- 2. a browser
+
+
+def test_browser_shows_the_data_link_in_jupyterlab(
+    cluster: Cluster, ns: str, node: dict[str, Any], node_s3: S3Server
+) -> None:
+    """Headless Chromium opens the connected JupyterLab: the file browser lists the mounted link
+    (checked in the rendered DOM); the screenshot is kept in .cluster/artifacts/."""
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium (Debian package) is missing: make node-binaries installs it"
+    bucket = f"genomes-{secrets.token_hex(3)}"
+    node_s3.create_bucket(bucket, objects={"README.txt": b"reference genomes\n"})
+    cluster.core.create_namespaced_secret(
+        ns,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="s3-creds"), string_data=node_s3.admin.secret_data()
+        ),
+    )
+    spec = {"uri": f"s3://{bucket}", "endpointURL": node_s3.endpoint, "credentialsSecret": "s3-creds"}
+    sh.create(cluster, ns, sh.obj("DataLink", "genomes", spec))
+    storage = {"driver": "fuse", "fuseImage": node["images"]["fuse-rclone"], "fuseMounter": "rclone"}
+    sh.create_environment(cluster, ns, spec=node_environment(node, storage=storage))
+    sh.create_studio(
+        cluster,
+        ns,
+        "lab",
+        template={"image": node["images"]["jupyterlab"], "port": 8888},
+        mounts=[{"dataLink": "genomes"}],
+    )
+    wait_running(cluster, ns, "lab")
+    artifacts = CLUSTER_DIR / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    png = artifacts / "jupyterlab-data-link.png"
+    png.unlink(missing_ok=True)
+    connect = Connect(cluster, ns, "lab")
+    try:
+        page = f"{connect.wait_url()}lab/tree/data"
+        browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"]
+        browser += ["--virtual-time-budget=30000", f"--user-data-dir={artifacts / 'chromium-profile'}"]
+        dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=180)
+        subprocess.run([*browser, f"--screenshot={png}", page], capture_output=True, timeout=180, check=True)
+    finally:
+        connect.close()
+    assert "jp-DirListing" in dom.stdout and ">genomes<" in dom.stdout, (
+        dom.stdout[-2000:] + dom.stderr[-2000:]
+    )
+    assert "jp-Launcher" in dom.stdout
+    assert png.stat().st_size > 10_000
+
+
 # ------------------------------------------------------------------- 4. workspace volume, 5. lifespan
 
 

@@ -74,6 +74,13 @@ class StorageDriver(StrEnum):
     FUSE = "fuse"
 
 
+class FuseMounter(StrEnum):
+    """The FUSE program the `fuse` driver's sidecar runs."""
+
+    MOUNTPOINT_S3 = "mountpoint-s3"
+    RCLONE = "rclone"
+
+
 class SecurityProfile(StrEnum):
     RESTRICTED = "Restricted"
     BASELINE = "Baseline"
@@ -95,6 +102,10 @@ class Storage(KubeModel):
         json_schema_extra={"enum": [DEFAULT_CSI_DRIVER, YANDEX_CSI_DRIVER]},
     )
     fuse_image: str | None = Field(default=None, max_length=1024)
+    fuse_mounter: FuseMounter = Field(
+        default=FuseMounter.MOUNTPOINT_S3,
+        description="FUSE driver only: mount-s3 (Mountpoint for Amazon S3) or rclone mount.",
+    )
     metadata_ttl_seconds: int | None = Field(
         default=None,
         alias="metadataTTLSeconds",

@@ -14,7 +14,7 @@ from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE
 from ..config import OPTIONS
 from ..peering import Gate
 from ..runtime import Scheduler, Store, WorkQueue, run_workers
-from .studios import Reconciler
+from ..studio.controller import StudioController
 from .watches import WIRING, resync
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     store, queue = Store(), WorkQueue()
     scheduler = Scheduler(queue)
     WIRING.store, WIRING.queue = store, queue
-    reconciler = Reconciler(store, queue, scheduler)
+    reconciler = StudioController(store, scheduler)
     gate = Gate()
 
     WIRING.kinds = PRIMED

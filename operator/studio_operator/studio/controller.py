@@ -19,12 +19,13 @@ from typing import Any
 from .. import kube, metrics
 from ..api.common import API_VERSION, DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
 from ..config import OPTIONS
+from ..controller import Key, Scheduler, Store
+from ..controller.events import EventLane
 from ..resources import lifespan as ls
 from ..resources import names
 from ..resources.mounts import MountPlan
 from ..resources.ownership import NameConflict, Rejected, owned_by_studio, rejection_fix, same_owner
 from ..resources.session import APPLIED_HASH, build_pod, build_service, build_workspace_claim
-from ..runtime import Key, Scheduler, Store
 from . import decide as d
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ class RetryLater(Exception):
 
 
 class StudioController:
-    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+    def __init__(self, store: Store, scheduler: Scheduler, events: EventLane) -> None:
         self.store = store
         self.scheduler = scheduler
-        self._event_tasks: set[asyncio.Task[None]] = set()
+        self.events = events
 
     # ------------------------------------------------------------------ entry point
 
@@ -438,18 +439,7 @@ class StudioController:
         patched = await self._patch_studio(body, {"status": new}, plan.outcome.reason, subresource="status")
         body["status"] = patched.get("status") or new
         for type_, reason, message in plan.events:
-            self._post_event(body, type_, reason, message)
-
-    def _post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        """Events are best effort and never hold up a reconcile: posted in the background."""
-        snapshot = {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "metadata": dict(body["metadata"]),
-        }
-        task = asyncio.create_task(kube.post_event(snapshot, type_, reason, message))
-        self._event_tasks.add(task)
-        task.add_done_callback(self._event_tasks.discard)
+            self.events.post(body, type_, reason, message)
 
     # ------------------------------------------------------------------ clean-up
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import kube
+from .. import kube
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0

@@ -14,7 +14,7 @@ import pytest
 from studio_operator.api.common import CREATED_BY_ANNOTATION, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
 from studio_operator.api.kinds import StudioSpec
 from studio_operator.resources import names
-from studio_operator.resources.inputs import Problem, gather_inputs
+from studio_operator.resources.inputs import gather_inputs
 from studio_operator.resources.lifespan import SESSION_LIFESPAN_ANNOTATION, format_time
 from studio_operator.resources.session import INHERITED_LABELS, SESSION_HASH, environment_hash
 from studio_operator.studio import decide as d
@@ -577,8 +577,8 @@ def test_decide(case: Case) -> None:
 
 def _inputs_hash(body: dict[str, Any], env: dict[str, Any]) -> str:
     found = gather_inputs(body, StudioSpec.model_validate(body["spec"]), env, {})
-    assert not isinstance(found, Problem)
-    return environment_hash(found)
+    assert not found.problems
+    return environment_hash(found.inputs)
 
 
 def test_restart_required_when_the_environment_changed_since_the_start() -> None:

@@ -17,11 +17,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.common import EnvVar
-from ..api.kinds import ComputeEnvironmentSpec, StudioSpec
+from ..api.kinds import StudioSpec
 from ..resources.buckets import is_writable
-from ..resources.context import SessionInputs, StudioRef
+from ..resources.inputs import gather_inputs
 from ..resources.links import link_view
-from ..resources.merge import LabelConflict, is_reserved_label, merge_labels, merge_resources
+from ..resources.merge import merge_resources
 from ..resources.mounts import DATA_ROOT
 from ..resources.session import operator_env, session_env
 from . import format as fmt
@@ -100,46 +100,15 @@ def explain(
 ) -> Explanation:
     """`studio`, its ComputeEnvironment (None when missing) and its data links by name (None: missing)."""
     out = Explanation()
-    meta = studio.get("metadata") or {}
-    name = str(meta.get("name", ""))
-    namespace = str(meta.get("namespace", ""))
     try:
         spec = StudioSpec.model_validate(studio.get("spec") or {})
     except ValidationError as exc:
         out.problems.append(f"the studio's spec is invalid: {exc.errors()[0]['msg']}")
         return out
-    env_spec = ComputeEnvironmentSpec()
-    if environment is None:
-        out.problems.append(
-            f"ComputeEnvironment {spec.compute_environment!r} not found in namespace {namespace!r}: "
-            "nothing is inherited until it exists"
-        )
-    else:
-        try:
-            env_spec = ComputeEnvironmentSpec.model_validate(environment.get("spec") or {})
-        except ValidationError as exc:
-            out.problems.append(f"ComputeEnvironment {spec.compute_environment!r} is invalid: {exc}")
-
-    try:
-        labels = merge_labels(
-            env_spec.resource_labels, spec.resource_labels, spec.remove_resource_labels, name
-        )
-    except LabelConflict as exc:
-        out.problems.append(str(exc))
-        labels = merge_labels(
-            env_spec.resource_labels,
-            {k: v for k, v in (spec.resource_labels or {}).items() if not is_reserved_label(k)},
-            [k for k in spec.remove_resource_labels or [] if not is_reserved_label(k)],
-            name,
-        )
-    ref = StudioRef(name=name, namespace=namespace, uid=str(meta.get("uid", "")))
-    inputs = SessionInputs(
-        studio=ref,
-        spec=spec,
-        environment_name=spec.compute_environment,
-        environment=env_spec,
-        labels=labels,
-    )
+    gathered = gather_inputs(studio, spec, environment, links)
+    out.problems.extend(p.message for p in gathered.problems)
+    inputs, labels = gathered.inputs, gathered.inputs.labels
+    env_spec = inputs.environment
 
     # Environment variables: exactly the operator's list, annotated with where each came from.
     layers = [

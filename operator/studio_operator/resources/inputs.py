@@ -17,7 +17,7 @@ from ..api.kinds import ComputeEnvironmentSpec, StudioSpec
 from ..api.pod_checks import environment_spec_errors
 from .context import LinkView, SessionInputs, StudioRef
 from .links import link_view
-from .merge import LabelConflict, merge_labels
+from .merge import LabelConflict, MergedLabels, is_reserved_label, merge_labels
 
 
 @dataclass(frozen=True)
@@ -39,50 +39,80 @@ def studio_ref(studio: Mapping[str, Any]) -> StudioRef:
     )
 
 
+@dataclass(frozen=True)
+class Gathered:
+    """The inputs of the next session, and what keeps it from starting (first first). The inputs
+    are built even then, for `describe`: a missing or invalid environment counts as empty,
+    reserved label keys are left out, only Ready links are in."""
+
+    inputs: SessionInputs
+    problems: list[Problem]
+
+
 def environment_of(
     name: str, namespace: str, body: Mapping[str, Any] | None
-) -> ComputeEnvironmentSpec | Problem:
+) -> tuple[ComputeEnvironmentSpec, Problem | None]:
     if body is None:
-        return Problem(
+        return ComputeEnvironmentSpec(), Problem(
             "EnvironmentNotFound",
-            f"ComputeEnvironment {name!r} does not exist in namespace {namespace!r}: "
+            f"ComputeEnvironment {name!r} not found in namespace {namespace!r}: "
             "create it or set spec.computeEnvironment to an existing one",
         )
     try:
         env = ComputeEnvironmentSpec.model_validate(body.get("spec") or {})
     except ValidationError as exc:
-        return Problem("EnvironmentInvalid", f"ComputeEnvironment {name!r}: {exc}")
+        return ComputeEnvironmentSpec(), Problem("EnvironmentInvalid", f"ComputeEnvironment {name!r}: {exc}")
     problems = environment_spec_errors(body.get("spec") or {})
     if problems:
-        return Problem(
+        return env, Problem(
             "EnvironmentInvalid",
             f"ComputeEnvironment {name!r}: {'; '.join(problems[:5])}; fix the environment",
         )
-    return env
+    return env, None
+
+
+def labels_of(
+    env: ComputeEnvironmentSpec, spec: StudioSpec, name: str
+) -> tuple[MergedLabels, Problem | None]:
+    try:
+        return merge_labels(
+            env.resource_labels, spec.resource_labels, spec.remove_resource_labels, name
+        ), None
+    except LabelConflict as exc:
+        allowed = merge_labels(
+            env.resource_labels,
+            {k: v for k, v in (spec.resource_labels or {}).items() if not is_reserved_label(k)},
+            [k for k in spec.remove_resource_labels or [] if not is_reserved_label(k)],
+            name,
+        )
+        return allowed, Problem(
+            "LabelConflict", f"{exc}; remove them from spec.resourceLabels/removeResourceLabels"
+        )
 
 
 def links_of(
     spec: StudioSpec, namespace: str, bodies: Mapping[str, Mapping[str, Any] | None]
-) -> dict[str, LinkView] | Problem:
+) -> tuple[dict[str, LinkView], Problem | None]:
     links: dict[str, LinkView] = {}
+    problem: Problem | None = None
     for mount in spec.mounts or []:
-        body = bodies.get(mount.data_link)
-        if body is None:
-            return Problem(
+        view = link_view(mount.data_link, bodies.get(mount.data_link))
+        if view is not None and view.ready:
+            links[mount.data_link] = view
+        elif problem is None and view is None:
+            problem = Problem(
                 "DataLinkNotFound",
                 f"DataLink {mount.data_link!r} does not exist in namespace {namespace!r}: create it or "
                 "remove it from spec.mounts",
             )
-        view = link_view(mount.data_link, body)
-        if view is None or not view.ready:
-            why = f" ({view.reason}: {view.message})" if view is not None and view.reason else ""
-            return Problem(
+        elif problem is None and view is not None:
+            why = f" ({view.reason}: {view.message})" if view.reason else ""
+            problem = Problem(
                 "DataLinkNotReady",
                 f"DataLink {mount.data_link!r} is not Ready{why}: fix the link (bucket, region, "
                 "credentials) and the studio starts by itself",
             )
-        links[mount.data_link] = view
-    return links
+    return links, problem
 
 
 def gather_inputs(
@@ -90,22 +120,13 @@ def gather_inputs(
     spec: StudioSpec,
     environment: Mapping[str, Any] | None,
     links: Mapping[str, Mapping[str, Any] | None],
-) -> SessionInputs | Problem:
+) -> Gathered:
     """The studio, its ComputeEnvironment (None: missing) and the DataLinks its mounts name."""
     ref = studio_ref(studio)
-    env = environment_of(spec.compute_environment, ref.namespace, environment)
-    if isinstance(env, Problem):
-        return env
-    try:
-        labels = merge_labels(
-            env.resource_labels, spec.resource_labels, spec.remove_resource_labels, ref.name
-        )
-    except LabelConflict as exc:
-        return Problem("LabelConflict", f"{exc}; remove them from spec.resourceLabels/removeResourceLabels")
-    views = links_of(spec, ref.namespace, links)
-    if isinstance(views, Problem):
-        return views
-    return SessionInputs(
+    env, env_problem = environment_of(spec.compute_environment, ref.namespace, environment)
+    labels, label_problem = labels_of(env, spec, ref.name)
+    views, link_problem = links_of(spec, ref.namespace, links)
+    inputs = SessionInputs(
         studio=ref,
         spec=spec,
         environment_name=spec.compute_environment,
@@ -114,3 +135,4 @@ def gather_inputs(
         links=views,
         creator=ref.annotations.get(CREATED_BY_ANNOTATION),
     )
+    return Gathered(inputs, [p for p in (env_problem, label_problem, link_problem) if p is not None])

@@ -23,7 +23,7 @@ from ..resources import lifespan as ls
 from ..resources import names
 from ..resources.conditions import carry_transition_times, condition, find
 from ..resources.context import SessionInputs, StudioRef
-from ..resources.inputs import Problem, gather_inputs
+from ..resources.inputs import gather_inputs
 from ..resources.mounts import MountPlan, plan_mounts
 from ..resources.ownership import NameConflict, owned_by_studio
 from ..resources.podstate import PodState, pod_state
@@ -493,11 +493,12 @@ def _clear_previous(observed: Observed) -> Plan:
 def _inputs_and_mounts(
     observed: Observed, spec: StudioSpec
 ) -> tuple[SessionInputs | None, MountPlan, Outcome | None]:
-    found = gather_inputs(observed.studio, spec, observed.environment, observed.links)
-    if isinstance(found, Problem):
-        return None, MountPlan(), _stalled(found.reason, found.message)
+    gathered = gather_inputs(observed.studio, spec, observed.environment, observed.links)
+    if gathered.problems:
+        first = gathered.problems[0]
+        return None, MountPlan(), _stalled(first.reason, first.message)
     try:
-        return found, plan_mounts(found), None
+        return gathered.inputs, plan_mounts(gathered.inputs), None
     except ValueError as exc:
         return None, MountPlan(), _stalled(getattr(exc, "reason", "MountsInvalid"), f"{exc}")
 

@@ -41,6 +41,10 @@ typecheck: venv ## mypy (strict) on the operator package and hack/cluster.py
 test: venv lint typecheck cluster-binaries ## the whole suite (what .ci/run calls)
 	$(PY) -m pytest tests
 
+.PHONY: test-unit
+test-unit: venv ## the unit tests: no control plane, seconds
+	$(PY) -m pytest -q tests/unit
+
 # --- Local control plane (hack/cluster.py) ----------------------------------------------------
 
 .PHONY: cluster-binaries
@@ -74,6 +78,7 @@ operator-down: ## stop the background operator
 KIND_CLUSTER := studio
 KIND_KUBECONFIG := .cluster/kind-kubeconfig
 IMAGE := studio-operator:dev
+# helm as linked by `make cluster-binaries`, else the one on PATH
 HELM := $(if $(wildcard .cluster/bin/helm),.cluster/bin/helm,helm)
 
 .PHONY: kind-up
@@ -113,8 +118,6 @@ clean: operator-down cluster-down ## stop everything and remove .cluster (cached
 # Everything under charts/studio-operator/{crds,files} and manifests/{crds,rbac,default/webhooks.yaml}
 # is generated from the code by hack/gen_install.py; tests/unit/test_install_generated.py fails on drift.
 
-HELM := .cluster/bin/helm
-
 .PHONY: crds
 crds: venv ## regenerate crds/ and its copies in the chart and manifests/crds
 	$(PY) hack/gen_install.py crds
@@ -133,7 +136,7 @@ lock: venv ## pin the runtime dependencies for the image (requirements.lock)
 
 .PHONY: chart-lint
 chart-lint: ## helm lint --strict the chart (helm from `make cluster-binaries`)
-	@test -x $(HELM) || { echo "$(HELM) missing: run make cluster-binaries"; exit 1; }
+	@command -v $(HELM) >/dev/null || { echo "$(HELM) missing: run make cluster-binaries"; exit 1; }
 	$(HELM) lint --strict charts/studio-operator
 
 .PHONY: plugin-install

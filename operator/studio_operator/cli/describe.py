@@ -156,11 +156,7 @@ def _section(title: str, body: str) -> str:
     return f"{title}:\n{indented}"
 
 
-def render(
-    studio: Mapping[str, Any],
-    explanation: Explanation,
-    now: datetime,
-) -> str:
+def _header(studio: Mapping[str, Any], explanation: Explanation, now: datetime) -> list[str]:
     meta = studio.get("metadata") or {}
     spec = studio.get("spec") or {}
     status = studio.get("status") or {}
@@ -195,9 +191,19 @@ def render(
     connect = status.get("connect") or {}
     if connect.get("command"):
         lines.append(f"Connect:        {connect['command']}")
-    for problem in explanation.problems:
-        lines.append(f"Warning:        {problem}")
+    lines.extend(f"Warning:        {problem}" for problem in explanation.problems)
+    return lines
 
+
+def _table_section(title: str, headers: list[str], rows: list[list[str]]) -> str:
+    return _section(title, fmt.table(headers, rows) if rows else "")
+
+
+def render(
+    studio: Mapping[str, Any],
+    explanation: Explanation,
+    now: datetime,
+) -> str:
     env_rows = []
     for e in explanation.env:
         src = e.source + (f" (overrides {', '.join(e.overrides)})" if e.overrides else "")
@@ -210,30 +216,21 @@ def render(
         [m.data_link, m.path, m.uri or "-", m.access, m.note or ("Ready" if m.ready else "")]
         for m in explanation.mounts
     ]
-    res = explanation.resources
     res_lines = [
-        f"{part}: " + ", ".join(f"{k}={v}" for k, v in values.items()) for part, values in res.items()
+        f"{part}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+        for part, values in explanation.resources.items()
     ]
-    conditions = status.get("conditions") or []
     cond_rows = [
         [c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", "")]
-        for c in conditions
+        for c in (studio.get("status") or {}).get("conditions") or []
     ]
-
     sections = [
-        "\n".join(lines),
-        _section(
-            "Environment variables", fmt.table(["NAME", "VALUE", "SOURCE"], env_rows) if env_rows else ""
-        ),
-        _section("Labels", fmt.table(["KEY", "VALUE", "SOURCE"], label_rows) if label_rows else ""),
-        _section(
-            "Mounts",
-            fmt.table(["DATA LINK", "PATH", "URI", "ACCESS", "NOTE"], mount_rows) if mount_rows else "",
-        ),
+        "\n".join(_header(studio, explanation, now)),
+        _table_section("Environment variables", ["NAME", "VALUE", "SOURCE"], env_rows),
+        _table_section("Labels", ["KEY", "VALUE", "SOURCE"], label_rows),
+        _table_section("Mounts", ["DATA LINK", "PATH", "URI", "ACCESS", "NOTE"], mount_rows),
         _section("Resources", "\n".join(res_lines)),
-        _section(
-            "Conditions", fmt.table(["TYPE", "STATUS", "REASON", "MESSAGE"], cond_rows) if cond_rows else ""
-        ),
+        _table_section("Conditions", ["TYPE", "STATUS", "REASON", "MESSAGE"], cond_rows),
     ]
     return "\n".join(sections)
 

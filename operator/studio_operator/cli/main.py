@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     raise UsageError(f"unknown command {args.command!r}")
 
 
-def _create_options(args: argparse.Namespace) -> dict[str, Any]:
+def _create_options(args: argparse.Namespace) -> commands.StudioOptions:
     return {
         "image": args.image,
         "environment": args.env_name,

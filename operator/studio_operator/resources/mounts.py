@@ -144,103 +144,118 @@ def _csi_plan(
     statuses: list[MountStatus],
     events: list[tuple[str, str, str]],
 ) -> MountPlan:
+    """One static PV (cluster-scoped) and one claim bound to it per mount."""
     ns, studio = inputs.studio.namespace, inputs.studio.name
-    volumes, volume_mounts, pvs, claims = [], [], [], []
-    events = list(events)
+    plan = MountPlan(statuses=statuses, events=list(events))
     for m in mounts:
         pv_name = names.data_volume_name(ns, studio, m.link.name)
         claim_name = names.data_claim_name(studio, m.link.name)
-        if storage.csi_driver == YANDEX_CSI_DRIVER:
-            csi, mount_options = _yandex_source(m, storage)
-            if m.secret:
-                ref = {"name": m.secret, "namespace": ns}
-                csi["nodeStageSecretRef"] = dict(ref)
-                csi["nodePublishSecretRef"] = dict(ref)
-            else:
-                events.append(
-                    (
-                        "Warning",
-                        "MountCredentialsMissing",
-                        f"data link {m.link.name!r}: {YANDEX_CSI_DRIVER} mounts only with a Secret; set "
-                        "credentialsSecret on the link or the environment",
-                    )
-                )
-        else:
-            csi, mount_options = _mountpoint_source(inputs, m, storage)
-            if m.secret and not inputs.environment.service_account_name:
-                events.append(
-                    (
-                        "Warning",
-                        "MountCredentialsIgnored",
-                        f"data link {m.link.name!r}: {DEFAULT_CSI_DRIVER} cannot take credentials from "
-                        f"Secret {m.secret!r}; it mounts with the driver's own identity. Set the "
-                        "environment's serviceAccountName for pod-level credentials, or use the fuse driver",
-                    )
-                )
-        if not m.writable:
-            csi["readOnly"] = True
+        csi, mount_options = _csi_source(inputs, m, storage, plan.events)
         modes = ["ReadWriteMany"] if m.writable else ["ReadOnlyMany"]
-        pv_spec: dict[str, Any] = {
-            "capacity": {"storage": CAPACITY},
-            "accessModes": modes,
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "volumeMode": "Filesystem",
-            "claimRef": {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "namespace": ns,
-                "name": claim_name,
-            },
-            "csi": csi,
-        }
-        if mount_options:
-            pv_spec["mountOptions"] = mount_options
-        pvs.append(
-            _with_hash(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {"name": pv_name, "labels": _pv_labels(inputs, m)},
-                    "spec": pv_spec,
-                }
-            )
+        plan.persistent_volumes.append(
+            _data_volume(inputs, m, pv_name, claim_name, modes, csi, mount_options)
         )
-        claims.append(
-            _with_hash(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {
-                        "name": claim_name,
-                        "namespace": ns,
-                        "labels": dict(inputs.labels.labels),
-                        "ownerReferences": [inputs.studio.owner_reference()],
-                    },
-                    "spec": {
-                        "accessModes": list(modes),
-                        "storageClassName": "",
-                        "volumeMode": "Filesystem",
-                        "volumeName": pv_name,
-                        "resources": {"requests": {"storage": CAPACITY}},
-                    },
-                }
-            )
-        )
+        plan.claims.append(_data_claim(inputs, claim_name, pv_name, modes))
         source: dict[str, Any] = {"claimName": claim_name}
         mount: dict[str, Any] = {"name": m.volume, "mountPath": m.path}
         if not m.writable:
             source["readOnly"] = True
             mount["readOnly"] = True
-        volumes.append({"name": m.volume, "persistentVolumeClaim": source})
-        volume_mounts.append(mount)
-    return MountPlan(
-        volumes=volumes,
-        volume_mounts=volume_mounts,
-        persistent_volumes=pvs,
-        claims=claims,
-        statuses=statuses,
-        events=events,
+        plan.volumes.append({"name": m.volume, "persistentVolumeClaim": source})
+        plan.volume_mounts.append(mount)
+    return plan
+
+
+def _csi_source(
+    inputs: SessionInputs, m: _Mount, storage: Storage, events: list[tuple[str, str, str]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The PV's csi source and mount options; a Warning in `events` when credentials cannot apply."""
+    if storage.csi_driver == YANDEX_CSI_DRIVER:
+        csi, mount_options = _yandex_source(m, storage)
+        if m.secret:
+            ref = {"name": m.secret, "namespace": inputs.studio.namespace}
+            csi["nodeStageSecretRef"] = dict(ref)
+            csi["nodePublishSecretRef"] = dict(ref)
+        else:
+            events.append(
+                (
+                    "Warning",
+                    "MountCredentialsMissing",
+                    f"data link {m.link.name!r}: {YANDEX_CSI_DRIVER} mounts only with a Secret; set "
+                    "credentialsSecret on the link or the environment",
+                )
+            )
+    else:
+        csi, mount_options = _mountpoint_source(inputs, m, storage)
+        if m.secret and not inputs.environment.service_account_name:
+            events.append(
+                (
+                    "Warning",
+                    "MountCredentialsIgnored",
+                    f"data link {m.link.name!r}: {DEFAULT_CSI_DRIVER} cannot take credentials from "
+                    f"Secret {m.secret!r}; it mounts with the driver's own identity. Set the "
+                    "environment's serviceAccountName for pod-level credentials, or use the fuse driver",
+                )
+            )
+    if not m.writable:
+        csi["readOnly"] = True
+    return csi, mount_options
+
+
+def _data_volume(
+    inputs: SessionInputs,
+    m: _Mount,
+    pv_name: str,
+    claim_name: str,
+    modes: list[str],
+    csi: dict[str, Any],
+    mount_options: list[str],
+) -> dict[str, Any]:
+    pv_spec: dict[str, Any] = {
+        "capacity": {"storage": CAPACITY},
+        "accessModes": modes,
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "volumeMode": "Filesystem",
+        "claimRef": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": inputs.studio.namespace,
+            "name": claim_name,
+        },
+        "csi": csi,
+    }
+    if mount_options:
+        pv_spec["mountOptions"] = mount_options
+    return _with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name, "labels": _pv_labels(inputs, m)},
+            "spec": pv_spec,
+        }
+    )
+
+
+def _data_claim(inputs: SessionInputs, claim_name: str, pv_name: str, modes: list[str]) -> dict[str, Any]:
+    return _with_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": claim_name,
+                "namespace": inputs.studio.namespace,
+                "labels": dict(inputs.labels.labels),
+                "ownerReferences": [inputs.studio.owner_reference()],
+            },
+            "spec": {
+                "accessModes": list(modes),
+                "storageClassName": "",
+                "volumeMode": "Filesystem",
+                "volumeName": pv_name,
+                "resources": {"requests": {"storage": CAPACITY}},
+            },
+        }
     )
 
 
@@ -332,15 +347,8 @@ def _yandex_source(m: _Mount, storage: Storage) -> tuple[dict[str, Any], list[st
 # ------------------------------------------------------------------------------------------ fuse
 
 
-def _fuse_plan(
-    inputs: SessionInputs,
-    mounts: list[_Mount],
-    storage: Storage,
-    statuses: list[MountStatus],
-    events: list[tuple[str, str, str]],
-) -> MountPlan:
-    secrets = sorted({m.secret for m in mounts if m.secret})
-    cred_index = {name: i for i, name in enumerate(secrets)}
+def _credential_env(cred_index: dict[str, int]) -> list[dict[str, Any]]:
+    """The FUSE sidecar's S3 credentials, from each Secret by its index in the mount script."""
     env: list[dict[str, Any]] = []
     for name, i in cred_index.items():
         for var, key, optional in (
@@ -352,6 +360,18 @@ def _fuse_plan(
             if optional:
                 ref["optional"] = True
             env.append({"name": f"S3_CRED_{i}_{var}", "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def _fuse_plan(
+    inputs: SessionInputs,
+    mounts: list[_Mount],
+    storage: Storage,
+    statuses: list[MountStatus],
+    events: list[tuple[str, str, str]],
+) -> MountPlan:
+    secrets = sorted({m.secret for m in mounts if m.secret})
+    cred_index = {name: i for i, name in enumerate(secrets)}
     volumes = [{"name": m.volume, "emptyDir": {}} for m in mounts]
     sidecar: dict[str, Any] = {
         "name": FUSE_CONTAINER,
@@ -360,7 +380,7 @@ def _fuse_plan(
         # runs alongside it, and stops after it.
         "restartPolicy": "Always",
         "command": ["/bin/sh", "-c", fuse_script(mounts, storage, cred_index)],
-        "env": env,
+        "env": _credential_env(cred_index),
         # FUSE needs /dev/fuse and mount(2); Bidirectional propagation needs privileged.
         "securityContext": {
             "privileged": True,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api.common import DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
@@ -103,10 +103,10 @@ def plan_mounts(inputs: SessionInputs) -> MountPlan:
         )
         for m in mounts
     ]
-    events = _cross_region_events(inputs, mounts)
+    plan = MountPlan(statuses=statuses, events=_cross_region_events(inputs, mounts))
     if storage.driver == StorageDriver.FUSE:
-        return _fuse_plan(inputs, mounts, storage, statuses, events)
-    return _csi_plan(inputs, mounts, storage, statuses, events)
+        return _fuse_plan(inputs, mounts, storage, plan)
+    return _csi_plan(inputs, mounts, storage, plan)
 
 
 def _cross_region_events(inputs: SessionInputs, mounts: list[_Mount]) -> list[tuple[str, str, str]]:
@@ -137,16 +137,9 @@ def _with_hash(obj: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- csi
 
 
-def _csi_plan(
-    inputs: SessionInputs,
-    mounts: list[_Mount],
-    storage: Storage,
-    statuses: list[MountStatus],
-    events: list[tuple[str, str, str]],
-) -> MountPlan:
+def _csi_plan(inputs: SessionInputs, mounts: list[_Mount], storage: Storage, plan: MountPlan) -> MountPlan:
     """One static PV (cluster-scoped) and one claim bound to it per mount."""
     ns, studio = inputs.studio.namespace, inputs.studio.name
-    plan = MountPlan(statuses=statuses, events=list(events))
     for m in mounts:
         pv_name = names.data_volume_name(ns, studio, m.link.name)
         claim_name = names.data_claim_name(studio, m.link.name)
@@ -363,13 +356,7 @@ def _credential_env(cred_index: dict[str, int]) -> list[dict[str, Any]]:
     return env
 
 
-def _fuse_plan(
-    inputs: SessionInputs,
-    mounts: list[_Mount],
-    storage: Storage,
-    statuses: list[MountStatus],
-    events: list[tuple[str, str, str]],
-) -> MountPlan:
+def _fuse_plan(inputs: SessionInputs, mounts: list[_Mount], storage: Storage, plan: MountPlan) -> MountPlan:
     secrets = sorted({m.secret for m in mounts if m.secret})
     cred_index = {name: i for i, name in enumerate(secrets)}
     volumes = [{"name": m.volume, "emptyDir": {}} for m in mounts]
@@ -405,13 +392,8 @@ def _fuse_plan(
         if not m.writable:
             mount["readOnly"] = True
         volume_mounts.append(mount)
-    return MountPlan(
-        volumes=volumes,
-        volume_mounts=volume_mounts,
-        init_containers=[sidecar],
-        statuses=statuses,
-        events=events,
-        needs_privileged=True,
+    return replace(
+        plan, volumes=volumes, volume_mounts=volume_mounts, init_containers=[sidecar], needs_privileged=True
     )
 
 

@@ -352,44 +352,36 @@ def _expire(observed: Observed, session: dict[str, Any]) -> Plan:
     expiries the round trips a worker waits for are what lateness is made of. Either may fail
     alone: the next pass finds the recorded session past its end and expires it again; its Event
     is posted only with the status that records it."""
-    restart = (observed.meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
     outcome = Outcome(
         Phase.STOPPING,
         "LifespanExpired",
         f"the session reached the end of its lifespan ({session.get('lifespanHours')} hours)",
         stop_reason=StopReason.LIFESPAN_EXPIRED,
-        held=restart,
         reconciling=True,
     )
-    outcome.events.append(
-        (
-            "Normal",
-            "SessionExpired",
-            f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}",
-        )
+    expired = f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}"
+    deletes: list[Action] = [DeletePod(observed.pod)] if observed.pod is not None else []
+    return _session_over(
+        observed, outcome, ("Normal", "SessionExpired", expired), [[RecordExpiry(), *deletes, EndSession()]]
     )
-    plan = finish(observed, outcome)
-    step: list[Action] = [RecordExpiry()]
-    if observed.pod is not None:
-        step.append(DeletePod(observed.pod))
-    plan.steps = [[*step, EndSession()]]
-    plan.deadline = None
-    return plan
 
 
 def _ended_on_its_own(observed: Observed, pod: Mapping[str, Any], state: PodState) -> Plan:
-    restart = (observed.meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
-    outcome = Outcome(
-        Phase.ERRORED,
-        "SessionFailed",
-        f"{state.message}; the pod {pod['metadata']['name']} is kept for `kubectl logs` until the next start",
-        stop_reason=StopReason.FAILED,
-        held=restart,
-        stalled=True,
+    message = (
+        f"{state.message}; the pod {pod['metadata']['name']} is kept for `kubectl logs` until the next start"
     )
-    outcome.events.append(("Warning", "SessionFailed", outcome.message))
+    outcome = Outcome(Phase.ERRORED, "SessionFailed", message, stop_reason=StopReason.FAILED, stalled=True)
+    steps: list[list[Action]] = [[EndSession()], [ClearSessionAnnotation()]]
+    return _session_over(observed, outcome, ("Warning", "SessionFailed", message), steps)
+
+
+def _session_over(observed: Observed, outcome: Outcome, event: Event, steps: list[list[Action]]) -> Plan:
+    """A session that ended without a stop request: no new one starts until the user asks (state
+    toggled, or the restart annotation changed from its value now)."""
+    outcome.held = (observed.meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
+    outcome.events.append(event)
     plan = finish(observed, outcome)
-    plan.steps = [[EndSession()], [ClearSessionAnnotation()]]
+    plan.steps = steps
     plan.deadline = None
     return plan
 

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import kopf
 from cryptography import x509
@@ -346,17 +346,18 @@ def _client() -> Any:
     return _state.api_client
 
 
+class Target(TypedDict, total=False):
+    """Which object of the resource a SubjectAccessReview asks about (see `sar_body`)."""
+
+    group: str
+    name: str | None
+
+
 async def access_allowed(
-    userinfo: Mapping[str, Any],
-    namespace: str,
-    verb: str,
-    resource: str,
-    *,
-    group: str = "",
-    name: str | None = None,
+    userinfo: Mapping[str, Any], namespace: str, verb: str, resource: str, **target: Unpack[Target]
 ) -> bool:
     api_client = _client()
-    body = sar_body(userinfo, namespace, verb, resource, group=group, name=name)
+    body = sar_body(userinfo, namespace, verb, resource, **target)
 
     def review() -> bool:
         api: Any = client.AuthorizationV1Api(api_client)
@@ -447,36 +448,27 @@ async def mutate_studio(
         patch.metadata.annotations[CREATED_BY] = value
 
 
-async def validate_studio(
-    *,
-    userinfo: Mapping[str, Any],
-    name: str | None,
-    namespace: str | None,
-    warnings: list[str],
-    operation: str | None = None,
-    old: Any = None,
-    new: Any = None,
-    **_: Any,
-) -> None:
-    if _is_operator(userinfo) or new is None:
-        return
-    old_body, new_body, ns = _plain(old), dict(new), namespace or ""
-    errors = [*label_errors("studios", old_body, new_body), *spec_errors("studios", new_body)]
+def _studio_problem(
+    operation: str | None, old_body: Body | None, new_body: Body, userinfo: Mapping[str, Any]
+) -> str | None:
     problem = lifespan_annotation_error(old_body, new_body)
     if operation == "CREATE":
         # the mutating webhook stamped it; a later mutating webhook must not have changed it
-        problem = problem or creator_mismatch(new_body, str(userinfo.get("username", "")))
-    elif old_body is not None:
-        problem = problem or created_by_violation(old_body, new_body)
-    _deny([*errors, problem] if problem else errors)
-    if operation == "UPDATE" and old_body is not None:
-        paths = configuration_changes(old_body, new_body)
-        if paths and not await access_allowed(
-            userinfo, ns, rbac.CONFIGURE_VERB, "studios", group=GROUP, name=name
-        ):
-            raise kopf.AdmissionError(configure_denied_message(paths), code=403)
-    _deny(await _check_refs("studios", old_body, new_body, userinfo, ns), code=403)
-    warnings.extend(await studio_warnings(old_body, new_body, ns))
+        return problem or creator_mismatch(new_body, str(userinfo.get("username", "")))
+    if old_body is not None:
+        return problem or created_by_violation(old_body, new_body)
+    return problem
+
+
+async def _check_configure(
+    old_body: Body, new_body: Body, userinfo: Mapping[str, Any], namespace: str, name: str | None
+) -> None:
+    """Changing how a studio runs (not just starting or stopping it) takes the configure verb."""
+    paths = configuration_changes(old_body, new_body)
+    if paths and not await access_allowed(
+        userinfo, namespace, rbac.CONFIGURE_VERB, "studios", group=GROUP, name=name
+    ):
+        raise kopf.AdmissionError(configure_denied_message(paths), code=403)
 
 
 async def studio_warnings(old: Body | None, new: Body, namespace: str) -> list[str]:
@@ -514,22 +506,29 @@ def _validate_kind(kind: str) -> Any:
         operation: str | None = None,
         old: Any = None,
         new: Any = None,
+        warnings: list[str] | None = None,
         **_: Any,
     ) -> None:
         if _is_operator(userinfo) or new is None:
             return
-        old_body, new_body = _plain(old), dict(new)
+        old_body, new_body, ns = _plain(old), dict(new), namespace or ""
         errors = [*label_errors(kind, old_body, new_body), *spec_errors(kind, new_body)]
-        if kind == "workspacesettings" and operation == "CREATE":
-            problem = workspace_settings_name_error(name or _meta(new_body).get("name"))
-            if problem:
-                errors.append(problem)
-        _deny(errors)
-        _deny(await _check_refs(kind, old_body, new_body, userinfo, namespace or ""), code=403)
+        if kind == "studios":
+            errors.append(_studio_problem(operation, old_body, new_body, userinfo) or "")
+        elif kind == "workspacesettings" and operation == "CREATE":
+            errors.append(workspace_settings_name_error(name or _meta(new_body).get("name")) or "")
+        _deny([e for e in errors if e])
+        if kind == "studios" and operation == "UPDATE" and old_body is not None:
+            await _check_configure(old_body, new_body, userinfo, ns, name)
+        _deny(await _check_refs(kind, old_body, new_body, userinfo, ns), code=403)
+        if kind == "studios" and warnings is not None:
+            warnings.extend(await studio_warnings(old_body, new_body, ns))
 
     validate.__name__ = validate.__qualname__ = f"validate_{kind}"
     return validate
 
+
+validate_studio = _validate_kind("studios")
 
 _registered: set[int] = set()
 
@@ -574,6 +573,17 @@ def _san(host: str) -> x509.GeneralName:
         return x509.DNSName(host)
 
 
+def _ca_key_usage() -> x509.KeyUsage:
+    """A CA key signs certificates and CRLs (and digital signatures), nothing else."""
+    allowed = {"digital_signature", "key_cert_sign", "crl_sign"}
+    usages = (
+        *allowed,
+        *("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"),
+        *("encipher_only", "decipher_only"),
+    )
+    return x509.KeyUsage(**{usage: usage in allowed for usage in usages})
+
+
 def build_certificates(hosts: list[str], days: int = 365) -> tuple[bytes, bytes, bytes]:
     """(serving cert, its key, CA cert) as PEM: a throwaway CA that signs one serving certificate.
 
@@ -591,20 +601,7 @@ def build_certificates(hosts: list[str], days: int = 365) -> tuple[bytes, bytes,
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_ca_key_usage(), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())

@@ -728,22 +728,15 @@ def finish(observed: Observed, outcome: Outcome) -> Plan:
 
 def status_of(observed: Observed, outcome: Outcome) -> StudioStatus:
     gen = observed.generation
+
+    def abnormal(type_: str, on: bool, otherwise: str) -> dict[str, Any]:
+        """kstatus' abnormal-true conditions: the outcome's reason while True."""
+        return condition(type_, on, outcome.reason if on else otherwise, outcome.message if on else "", gen)
+
     conditions = [
         condition("Ready", outcome.ready, outcome.reason, outcome.message, gen),
-        condition(
-            "Reconciling",
-            outcome.reconciling,
-            outcome.reason if outcome.reconciling else "Reconciled",
-            outcome.message if outcome.reconciling else "",
-            gen,
-        ),
-        condition(
-            "Stalled",
-            outcome.stalled,
-            outcome.reason if outcome.stalled else "NotStalled",
-            outcome.message if outcome.stalled else "",
-            gen,
-        ),
+        abnormal("Reconciling", outcome.reconciling, "Reconciled"),
+        abnormal("Stalled", outcome.stalled, "NotStalled"),
         *outcome.extra_conditions,
     ]
     carried = carry_transition_times(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import Field
 
@@ -37,39 +37,10 @@ DEFAULT_CSI_DRIVER = "s3.csi.aws.com"
 YANDEX_CSI_DRIVER = "ru.yandex.s3.csi"
 
 
+# Whether a session stops after its lifespan or keeps running.
 class LifespanPolicy(StrEnum):
     STOP_AFTER = "StopAfter"
     KEEP_RUNNING = "KeepRunning"
-
-
-class DesiredState(StrEnum):
-    RUNNING = "Running"
-    STOPPED = "Stopped"
-
-
-class Phase(StrEnum):
-    STOPPED = "Stopped"
-    STARTING = "Starting"
-    RUNNING = "Running"
-    STOPPING = "Stopping"
-    ERRORED = "Errored"
-
-
-class StopReason(StrEnum):
-    USER_REQUESTED = "UserRequested"
-    LIFESPAN_EXPIRED = "LifespanExpired"
-    FAILED = "Failed"
-    NEVER_STARTED = "NeverStarted"
-
-
-class StorageDriver(StrEnum):
-    CSI = "csi"
-    FUSE = "fuse"
-
-
-class SecurityProfile(StrEnum):
-    RESTRICTED = "Restricted"
-    BASELINE = "Baseline"
 
 
 class Lifespan(KubeModel):
@@ -78,6 +49,12 @@ class Lifespan(KubeModel):
 
 
 # ---------------------------------------------------------------- ComputeEnvironment
+
+
+# How data links are mounted: a CSI driver (static PersistentVolumes) or a FUSE sidecar.
+class StorageDriver(StrEnum):
+    CSI = "csi"
+    FUSE = "fuse"
 
 
 class Storage(KubeModel):
@@ -95,6 +72,18 @@ class Storage(KubeModel):
         le=86400,
         description="How long directory listings and metadata are cached; 0 re-reads the bucket each time.",
     )
+
+
+_PROFILES = (
+    "Restricted (default): non-root, no privilege escalation, all capabilities dropped, "
+    "RuntimeDefault seccomp. Baseline: allows images that must start as root."
+)
+
+
+# The pod security a session runs with.
+class SecurityProfile(StrEnum):
+    RESTRICTED = "Restricted"
+    BASELINE = "Baseline"
 
 
 class ComputeEnvironmentSpec(KubeModel):
@@ -119,19 +108,11 @@ class ComputeEnvironmentSpec(KubeModel):
     service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     storage: Storage | None = None
     credentials_secret: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
-    security_profile: SecurityProfile = Field(
-        default=SecurityProfile.RESTRICTED,
-        description=(
-            "Restricted (default): non-root, no privilege escalation, all capabilities dropped, "
-            "RuntimeDefault seccomp. Baseline: allows images that must start as root."
-        ),
-    )
+    security_profile: SecurityProfile = Field(default=SecurityProfile.RESTRICTED, description=_PROFILES)
 
 
 class ComputeEnvironment(KubeModel):
-    kind: ClassVar[str] = "ComputeEnvironment"
-    plural: ClassVar[str] = "computeenvironments"
-    short_names: ClassVar[list[str]] = ["ce"]
+    kind, plural, short_names = "ComputeEnvironment", "computeenvironments", ["ce"]
     spec: ComputeEnvironmentSpec = Field(default_factory=ComputeEnvironmentSpec)
 
 
@@ -161,9 +142,7 @@ class DataLinkStatus(KubeModel):
 
 
 class DataLink(KubeModel):
-    kind: ClassVar[str] = "DataLink"
-    plural: ClassVar[str] = "datalinks"
-    short_names: ClassVar[list[str]] = ["dl"]
+    kind, plural, short_names = "DataLink", "datalinks", ["dl"]
     spec: DataLinkSpec
     status: DataLinkStatus | None = None
 
@@ -179,13 +158,17 @@ class WorkspaceSettingsSpec(KubeModel):
 
 
 class WorkspaceSettings(KubeModel):
-    kind: ClassVar[str] = "WorkspaceSettings"
-    plural: ClassVar[str] = "workspacesettings"
-    short_names: ClassVar[list[str]] = ["ws"]
+    kind, plural, short_names = "WorkspaceSettings", "workspacesettings", ["ws"]
     spec: WorkspaceSettingsSpec = Field(default_factory=WorkspaceSettingsSpec)
 
 
 # ---------------------------------------------------------------- Studio
+
+
+# spec.state: what the user asks for.
+class DesiredState(StrEnum):
+    RUNNING = "Running"
+    STOPPED = "Stopped"
 
 
 class Template(KubeModel):
@@ -244,13 +227,13 @@ class StudioSpec(KubeModel):
 
 class Session(KubeModel):
     pod_name: str | None = None
+    environment_hash: str | None = Field(
+        default=None, description="Digest of what the session inherited when it started."
+    )
     started_at: str | None = None
     lifespan_hours: int | None = None
     expires_at: str | None = None
     lifespan_source: str | None = None
-    environment_hash: str | None = Field(
-        default=None, description="Digest of what the session inherited when it started."
-    )
 
 
 class MountStatus(KubeModel):
@@ -265,6 +248,23 @@ class Connect(KubeModel):
     service: str | None = None
     port: int | None = None
     command: str | None = None
+
+
+# status.phase: where the studio is between stopped and running.
+class Phase(StrEnum):
+    STOPPED = "Stopped"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    ERRORED = "Errored"
+
+
+# status.stopReason: why the last session ended, or that none started.
+class StopReason(StrEnum):
+    USER_REQUESTED = "UserRequested"
+    LIFESPAN_EXPIRED = "LifespanExpired"
+    FAILED = "Failed"
+    NEVER_STARTED = "NeverStarted"
 
 
 class StudioStatus(KubeModel):
@@ -289,9 +289,7 @@ class StudioStatus(KubeModel):
 
 
 class Studio(KubeModel):
-    kind: ClassVar[str] = "Studio"
-    plural: ClassVar[str] = "studios"
-    short_names: ClassVar[list[str]] = ["st"]
+    kind, plural, short_names = "Studio", "studios", ["st"]
     spec: StudioSpec
     status: StudioStatus | None = None
 

@@ -22,11 +22,10 @@ from kubernetes.client.exceptions import ApiException
 
 import studio_helpers as sh
 from kube_helpers import CLUSTER_DIR, Cluster, load_configuration
+from studio_operator.api.common import NAMESPACE_LABEL
 
 T = TypeVar("T")
 MANAGED = f"{sh.MANAGED_BY}=studio-operator"
-NAMESPACE_LABEL = "studios.dev/namespace"
-VOLUMES_FINALIZER = "studios.dev/volumes"
 
 # Transient answers while the operator (which serves the admission webhooks) or an API server
 # restarts: retry them, everything else is a real answer.

@@ -11,12 +11,20 @@ from typing import Any
 
 import pytest
 
-from studio_operator.api.common import CREATED_BY_ANNOTATION, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
+from studio_operator.api.common import (
+    CREATED_BY_ANNOTATION,
+    INHERITED_LABELS,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    SESSION_HASH,
+    SESSION_LIFESPAN_ANNOTATION,
+    STUDIO_LABEL,
+)
 from studio_operator.api.kinds import StudioSpec
 from studio_operator.resources import names
 from studio_operator.resources.inputs import gather_inputs
-from studio_operator.resources.lifespan import SESSION_LIFESPAN_ANNOTATION, format_time
-from studio_operator.resources.session import INHERITED_LABELS, SESSION_HASH, environment_hash
+from studio_operator.resources.lifespan import format_time
+from studio_operator.resources.session import environment_hash
 from studio_operator.studio import decide as d
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

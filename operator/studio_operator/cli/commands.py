@@ -20,9 +20,10 @@ from ..api.common import (
     LABEL_KEY,
     LABEL_VALUE,
     RESTART_ANNOTATION,
+    SESSION_LIFESPAN_ANNOTATION,
 )
 from ..api.kinds import MAX_LIFESPAN_HOURS, MIN_LIFESPAN_HOURS
-from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, format_time, parse_time
+from ..resources.lifespan import format_time, parse_time
 from ..resources.merge import is_reserved_label
 from . import describe as describe_mod
 from . import format as fmt

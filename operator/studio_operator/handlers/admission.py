@@ -38,9 +38,9 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import rbac
 from ..api.common import CREATED_BY_ANNOTATION as CREATED_BY
-from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, VERSION
+from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION, VERSION
 from ..api.pod_checks import spec_errors
-from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, parse_hours_annotation
+from ..resources.lifespan import parse_hours_annotation
 from ..resources.merge import is_reserved_label
 
 logger = logging.getLogger(__name__)

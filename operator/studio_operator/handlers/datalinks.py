@@ -28,7 +28,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import kube, s3
-from ..api.common import GROUP, VERSION
+from ..api.common import GROUP, RECHECK_ANNOTATION, VERSION
 from ..api.kinds import DataLinkSpec
 from ..resources.buckets import InvalidS3Uri, parse_s3_uri
 from ..resources.conditions import find
@@ -41,7 +41,6 @@ NOT_READY_INTERVAL = 30.0
 JITTER = 0.2
 ERROR_RETRY = 30.0
 HEARTBEAT = timedelta(minutes=30)
-RECHECK_ANNOTATION = "studios.dev/recheck"
 
 ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 SECRET_KEY = "AWS_SECRET_ACCESS_KEY"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..api.common import SESSION_LIFESPAN_ANNOTATION
 from ..api.kinds import (
     DEFAULT_LIFESPAN_HOURS,
     MAX_LIFESPAN_HOURS,
@@ -15,7 +16,6 @@ from ..api.kinds import (
     LifespanPolicy,
 )
 
-SESSION_LIFESPAN_ANNOTATION = "studios.dev/session-lifespan-hours"
 DEFAULT_WARNING = timedelta(minutes=15)
 
 

@@ -16,8 +16,6 @@ one of the environment's `allowedBuckets` (exact name). Two drivers:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,7 +24,8 @@ from ..api.common import DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
 from ..api.kinds import DEFAULT_CSI_DRIVER, YANDEX_CSI_DRIVER, MountStatus, Storage, StorageDriver
 from . import names
 from .buckets import is_writable
-from .context import LinkView, SessionInputs
+from .context import DEFAULT_GID, DEFAULT_UID, LinkView, SessionInputs
+from .hashing import with_applied_hash
 from .links import mount_problem
 
 DATA_ROOT = "/workspace/data"
@@ -34,11 +33,6 @@ READ_ONLY = "ReadOnly"
 READ_WRITE = "ReadWrite"
 # Kubernetes requires a size on PVs and claims; S3 drivers ignore it.
 CAPACITY = "1200Gi"
-# Files appear owned by the studio's user (session.DEFAULT_UID/GID: jovyan 1000:100). Kept
-# here, not imported, because session.py imports this module.
-MOUNT_UID = 1000
-MOUNT_GID = 100
-APPLIED_HASH = "studios.dev/applied-hash"
 FUSE_CONTAINER = "s3-mounter"
 FUSE_ROOT = "/mnt/s3"
 FUSE_READY_FILE = "/tmp/studio-mounts-ready"
@@ -124,14 +118,6 @@ def _cross_region_events(inputs: SessionInputs, mounts: list[_Mount]) -> list[tu
                 )
             )
     return out
-
-
-def _with_hash(obj: dict[str, Any]) -> dict[str, Any]:
-    """Stamp the content hash: PV sources and claim specs are immutable, so a changed hash tells the
-    reconciler to replace the object (between sessions) rather than patch it."""
-    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest[:16]
-    return obj
 
 
 # ------------------------------------------------------------------------------------------- csi
@@ -220,7 +206,7 @@ def _data_volume(
     }
     if mount_options:
         pv_spec["mountOptions"] = mount_options
-    return _with_hash(
+    return with_applied_hash(
         {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
@@ -231,7 +217,7 @@ def _data_volume(
 
 
 def _data_claim(inputs: SessionInputs, claim_name: str, pv_name: str, modes: list[str]) -> dict[str, Any]:
-    return _with_hash(
+    return with_applied_hash(
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
@@ -277,8 +263,8 @@ def _mountpoint_source(
             attributes["stsRegion"] = env.region
     options = [
         "allow-other",
-        f"uid={MOUNT_UID}",
-        f"gid={MOUNT_GID}",
+        f"uid={DEFAULT_UID}",
+        f"gid={DEFAULT_GID}",
         *(["allow-delete", "allow-overwrite"] if m.writable else ["read-only"]),
     ]
     if m.link.region:
@@ -309,9 +295,9 @@ def _yandex_source(m: _Mount, storage: Storage) -> tuple[dict[str, Any], list[st
     """
     flags = [
         "--uid",
-        str(MOUNT_UID),
+        str(DEFAULT_UID),
         "--gid",
-        str(MOUNT_GID),
+        str(DEFAULT_GID),
         "--dir-mode",
         "0775",
         "--file-mode",
@@ -409,7 +395,7 @@ def fuse_script(mounts: list[_Mount], storage: Storage, cred_index: dict[str, in
         "trap 'unmount_all; exit 0' TERM INT",
     ]
     for m in mounts:
-        args = ["mount-s3", "--allow-other", "--uid", str(MOUNT_UID), "--gid", str(MOUNT_GID)]
+        args = ["mount-s3", "--allow-other", "--uid", str(DEFAULT_UID), "--gid", str(DEFAULT_GID)]
         args += ["--allow-delete", "--allow-overwrite"] if m.writable else ["--read-only"]
         if m.link.region:
             args += ["--region", m.link.region]

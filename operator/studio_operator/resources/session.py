@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from ..api.common import MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL, EnvVar
+from ..api.common import (
+    INHERITED_LABELS,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    SESSION_HASH,
+    STUDIO_LABEL,
+    EnvVar,
+)
 from ..api.kinds import SecurityProfile
 from . import names
-from .context import SessionInputs
+from .context import DEFAULT_GID, DEFAULT_UID, SessionInputs
+from .hashing import content_hash, with_applied_hash
 from .merge import merge_env, merge_node_selector, merge_resources, merge_tolerations
 from .mounts import MountPlan
 
 CONTAINER_NAME = "studio"
 WORKSPACE_PATH = "/workspace"
-APPLIED_HASH = "studios.dev/applied-hash"
-SESSION_HASH = "studios.dev/session-hash"
-INHERITED_LABELS = "studios.dev/inherited-labels"
-# A uid/gid that common notebook images (jovyan 1000:100) run as.
-DEFAULT_UID = 1000
-DEFAULT_GID = 100
 
 
 # Variables the operator adds (documented in the README); a studio or environment entry of the
@@ -37,10 +37,6 @@ def operator_env(inputs: SessionInputs) -> list[EnvVar]:
 def session_env(inputs: SessionInputs) -> list[EnvVar]:
     inherited = merge_env(operator_env(inputs), inputs.environment.env or [])
     return merge_env(inherited, inputs.spec.env or [])
-
-
-def content_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def selector_labels(studio: str) -> dict[str, str]:
@@ -210,10 +206,3 @@ def build_workspace_claim(inputs: SessionInputs) -> dict[str, Any] | None:
         "spec": spec,
     }
     return with_applied_hash(claim)
-
-
-def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
-    """Stamp the desired content's hash so an unchanged object is never re-applied (saves writes)."""
-    digest_ = content_hash({k: v for k, v in obj.items() if k != "status"})
-    obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest_
-    return obj

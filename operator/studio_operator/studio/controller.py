@@ -17,7 +17,15 @@ from dataclasses import replace
 from typing import Any
 
 from .. import kube, metrics
-from ..api.common import API_VERSION, DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
+from ..api.common import (
+    API_VERSION,
+    APPLIED_HASH,
+    DATA_LINK_LABEL,
+    NAMESPACE_LABEL,
+    SESSION_LIFESPAN_ANNOTATION,
+    STUDIO_LABEL,
+)
+from ..api.common import VOLUMES_FINALIZER as FINALIZER
 from ..config import OPTIONS
 from ..controller import Key, Scheduler, Store
 from ..controller.events import EventLane
@@ -25,12 +33,11 @@ from ..resources import lifespan as ls
 from ..resources import names
 from ..resources.mounts import MountPlan
 from ..resources.ownership import NameConflict, Rejected, owned_by_studio, rejection_fix, same_owner
-from ..resources.session import APPLIED_HASH, build_pod, build_service, build_workspace_claim
+from ..resources.session import build_pod, build_service, build_workspace_claim
 from . import decide as d
 
 log = logging.getLogger(__name__)
 
-FINALIZER = "studios.dev/volumes"
 STALE_RETRY_SECONDS = 1.0
 MAX_DECISIONS = 4  # a pass decides again after a pod turns out gone or is created: at most thrice
 
@@ -241,9 +248,9 @@ class StudioController:
 
     async def _remove_session_annotation(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
-        if ls.SESSION_LIFESPAN_ANNOTATION in (meta.get("annotations") or {}):
+        if SESSION_LIFESPAN_ANNOTATION in (meta.get("annotations") or {}):
             patched = await self._patch_studio(
-                body, {"metadata": {"annotations": {ls.SESSION_LIFESPAN_ANNOTATION: None}}}, "annotation"
+                body, {"metadata": {"annotations": {SESSION_LIFESPAN_ANNOTATION: None}}}, "annotation"
             )
             meta["annotations"] = patched["metadata"].get("annotations") or {}
 
@@ -499,4 +506,4 @@ def _hash_of(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
-__all__ = ["FINALIZER", "StudioController"]
+__all__ = ["StudioController"]

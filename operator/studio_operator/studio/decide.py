@@ -16,24 +16,25 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import rbac
-from ..api.common import CREATED_BY_ANNOTATION, RESTART_ANNOTATION
+from ..api.common import (
+    CREATED_BY_ANNOTATION,
+    INHERITED_LABELS,
+    RESTART_ANNOTATION,
+    SESSION_HASH,
+    SESSION_LIFESPAN_ANNOTATION,
+)
 from ..api.kinds import DesiredState, Phase, StopReason, StudioSpec, StudioStatus, WorkspaceSettingsSpec
 from ..api.pod_checks import studio_spec_errors
 from ..resources import lifespan as ls
 from ..resources import names
 from ..resources.conditions import carry_transition_times, condition, find
 from ..resources.context import SessionInputs, StudioRef
+from ..resources.hashing import with_applied_hash
 from ..resources.inputs import gather_inputs
 from ..resources.mounts import MountPlan, plan_mounts
 from ..resources.ownership import NameConflict, owned_by_studio
 from ..resources.podstate import PodState, pod_state
-from ..resources.session import (
-    INHERITED_LABELS,
-    SESSION_HASH,
-    build_service,
-    environment_hash,
-    with_applied_hash,
-)
+from ..resources.session import build_service, environment_hash
 
 # A name taken by someone else's object, or an object the API server refused: the conflicting
 # object is not watched (it is not ours) and a refusal can be a namespace policy that changes
@@ -435,7 +436,7 @@ def _session_in_force(observed: Observed) -> dict[str, Any] | None:
 def _run(observed: Observed, spec: StudioSpec) -> Plan:
     annotations = observed.meta.get("annotations") or {}
     lifespan = ls.effective_lifespan(
-        spec.lifespan, annotations.get(ls.SESSION_LIFESPAN_ANNOTATION), workspace_lifespan(observed)
+        spec.lifespan, annotations.get(SESSION_LIFESPAN_ANNOTATION), workspace_lifespan(observed)
     )
     # The one expiry rule: the session in force (recorded, or adopted from its pod) ends at its
     # start plus the effective lifespan, whatever state its pod is in. An expiry interrupted after

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmarks of the studio operator on the local control plane (issue 8).
+"""Benchmarks of the studio operator on the local control plane.
 
 One run measures, side by side with a baseline in the same run:
 
@@ -2045,7 +2045,7 @@ def _downsample(values: Sequence[float], points: int = 200) -> list[float]:
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
-    """The contract's keys (API.md) from the largest size, plus the latency run."""
+    """The contract's keys from the largest size, plus the latency run."""
     sizes = results.get("sizes") or []
     done = [s for s in sizes if "start" in s]
     big = max(done, key=lambda s: s["studios"]) if done else {}
@@ -2076,7 +2076,7 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
 
 
 GOALS: list[tuple[str, str, float, int]] = [
-    # key, goal (issue 8), limit (value <= limit), the N the goal is stated for
+    # key, goal, limit (value <= limit), the N the goal is stated for
     ("start_ratio", "start_ratio <= 1.5 at N = 1,000", 1.5, 1000),
     ("start_overhead_p50_ms", "start overhead p50 <= 50 ms", 50.0, 0),
     ("writes_per_start", "writes per start <= contract minimum (5) + 2", 7.0, 0),
@@ -2188,7 +2188,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"per expiry {_fmt(eb.get('cpu_ms_per_expiry'), 1)} ms, {_fmt(eb.get('reconciles_per_expiry'))} reconciles."
         )
     top = results["headline"]
-    lines += ["", "| goal (issue 8) | measured | met |", "|---|---:|:---:|"]
+    lines += ["", "| goal | measured | met |", "|---|---:|:---:|"]
     for g in results["goals"]:
         if g["met"] is None and g["value"] is not None:
             met = f"(N={top['studios']}: {'within' if g['indicative'] else '**over**'})"
@@ -2352,7 +2352,7 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
         "--expiry-fraction",
         type=float,
         default=float(env("BENCH_EXPIRY_FRACTION", "0.2")),
-        help="default burst as a fraction of N (issue 8: 1,000 of 5,000)",
+        help="default burst as a fraction of N (the goal: 1,000 of 5,000)",
     )
     p.add_argument(
         "--workers",

@@ -203,18 +203,6 @@ async def get(api_version: str, kind: str, namespace: str | None, name: str) -> 
         raise
 
 
-async def list_(
-    api_version: str, kind: str, namespace: str | None = None, *, label_selector: str | None = None
-) -> list[dict[str, Any]]:
-    query = {"labelSelector": label_selector} if label_selector else {}
-    result = await request("GET", path_for(api_version, kind, namespace), query=query)
-    items: list[dict[str, Any]] = result.get("items", [])
-    for item in items:  # list items come without apiVersion/kind
-        item.setdefault("apiVersion", api_version)
-        item.setdefault("kind", kind)
-    return items
-
-
 async def create(obj: dict[str, Any]) -> dict[str, Any]:
     api_version, kind, namespace, _ = _ref(obj)
     result: dict[str, Any] = await request(

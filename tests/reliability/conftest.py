@@ -1,4 +1,4 @@
-"""Fixtures for the reliability suite (issue 9): the integration fixtures plus fault injection.
+"""Fixtures for the reliability suite: the integration fixtures plus fault injection.
 
 The integration fixtures (``cluster``, ``namespace``, ``operator``, ``operator_factory``,
 ``as_user``) are re-exported from tests/integration/conftest.py, loaded once under a module name of

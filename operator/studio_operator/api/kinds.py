@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
 
 from pydantic import Field
 
@@ -295,8 +294,3 @@ class Studio(KubeModel):
 
 
 ALL_KINDS: list[type[KubeModel]] = [Studio, ComputeEnvironment, DataLink, WorkspaceSettings]
-
-
-def parse_spec(model: type[KubeModel], body: dict[str, Any]) -> Any:
-    """Parse a whole object body; raises pydantic.ValidationError on input the CRD let through."""
-    return model.model_validate({"spec": body.get("spec") or {}, "status": body.get("status")})

@@ -60,7 +60,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
     cert_dir = Path(
         OPTIONS.cert_dir
-        or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else "/etc/studio-operator/tls")
+        or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else admission.CLUSTER_CERT_DIR)
     )
     admission.configure_admission(
         settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir

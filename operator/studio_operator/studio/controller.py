@@ -67,6 +67,9 @@ class StudioController:
             # (with the newer body); the retry here is only a safety net.
             log.debug("studio %s changed while being reconciled; looking again", exc)
             return STALE_RETRY_SECONDS
+        except Exception as exc:
+            metrics.RECONCILE_ERRORS.labels(kind=type(exc).__name__).inc()
+            raise
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 

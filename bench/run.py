@@ -34,14 +34,11 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -54,10 +51,13 @@ import yaml
 from kubernetes.client import ApiClient
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT / "operator") not in sys.path:
-    sys.path.insert(0, str(ROOT / "operator"))
+for _directory in (ROOT / "operator", ROOT / "hack"):
+    if str(_directory) not in sys.path:
+        sys.path.insert(0, str(_directory))
 
-from studio_operator import kube  # noqa: E402  (after the sys.path fix-up above)
+from loopback import free_ports, http_get  # noqa: E402  (after the sys.path fix-up above)
+
+from studio_operator import kube  # noqa: E402
 
 T = TypeVar("T")
 
@@ -115,30 +115,6 @@ def rnd(value: float | None, digits: int = 3) -> float | None:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def http_text(url: str, timeout: float = 3.0) -> tuple[int, str]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return 0, ""
 
 
 SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
@@ -588,7 +564,7 @@ class Operator:
             if self.process is None or self.process.poll() is not None:
                 raise BenchError(f"operator exited during start-up; see {self.log_path}:\n{self.log_tail()}")
             status, _ = await asyncio.to_thread(
-                http_text, f"http://127.0.0.1:{self.liveness_port}/healthz", 1.0
+                http_get, f"http://127.0.0.1:{self.liveness_port}/healthz", 1.0
             )
             if status == 200:
                 return time.time()
@@ -680,7 +656,7 @@ class Operator:
         return 0
 
     def metrics(self) -> dict[str, float]:
-        status, text = http_text(f"http://127.0.0.1:{self.metrics_port}/metrics", 3.0)
+        status, text = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics", 3.0)
         if status != 200:
             return {}
         out: dict[str, float] = {}

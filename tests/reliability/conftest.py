@@ -35,9 +35,10 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from loopback import free_ports, http_get
 from rel_helpers import ApiServer
 
-from kube_helpers import CLUSTER_DIR, ROOT, Cluster, free_ports, http_get
+from kube_helpers import CLUSTER_DIR, ROOT, Cluster
 
 HERE = Path(__file__).resolve().parent
 INTEGRATION_CONFTEST = HERE.parent / "integration" / "conftest.py"

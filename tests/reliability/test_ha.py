@@ -24,10 +24,11 @@ from typing import Any
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from loopback import http_get
 from rel_helpers import Load, Model, PodTracker, retrying, wait_converged
 
 import studio_helpers as sh
-from kube_helpers import ROOT, Cluster, OperatorProcess, http_get, wait_for
+from kube_helpers import ROOT, Cluster, OperatorProcess, wait_for
 
 PEERING_CRDS = ROOT / "manifests" / "peering" / "kopf-peering-crds.yaml"
 PEER_LIFETIME = 60

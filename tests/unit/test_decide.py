@@ -359,6 +359,18 @@ CASES = [
         events=["NameConflict"],
         check=lambda p: p.retry_after == d.BLOCKED_RETRY_SECONDS or pytest.fail("no slow retry"),
     ),
+    Case(
+        "NameConflict: the Service's name is held by someone else's Service; no pod is created",
+        observed(
+            studio(),
+            service={
+                "metadata": {"name": NAME, "labels": {MANAGED_BY_KEY: MANAGED_BY_VALUE, STUDIO_LABEL: NAME}}
+            },
+        ),
+        "Stopped",
+        "NameConflict",
+        events=["NameConflict"],
+    ),
     # ---- lifespan: precedence, expiry, adoption
     Case(
         "default lifespan is 8 hours",

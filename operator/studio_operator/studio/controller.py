@@ -108,18 +108,21 @@ class StudioController:
         meta = body["metadata"]
         ns, name = meta["namespace"], meta["name"]
         spec = body.get("spec") or {}
+        pod = self._pod_of(body)
+        service = (ns, names.service_name(name))
         env_name = spec.get("computeEnvironment")
         mounts = [m.get("dataLink") for m in spec.get("mounts") or [] if isinstance(m, dict)]
         observed = d.Observed(
             studio=body,
-            pod=self._pod_of(body),
+            pod=pod,
             now=ls.now(),
             environment=self.store.get("computeenvironments", (ns, env_name))
             if isinstance(env_name, str)
             else None,
             links={link: self.store.get("datalinks", (ns, link)) for link in mounts if isinstance(link, str)},
             workspace=self.store.get("workspacesettings", (ns, "default")),
-            service_exists=self.store.has("services", (ns, names.service_name(name))),
+            service_exists=self.store.has("services", service),
+            service=self.store.get("services", service) if pod is None else None,
             rolebindings=[b for _, b in self.store.items("rolebindings", ns)],
             clusterrolebindings=[b for _, b in self.store.items("clusterrolebindings", "")],
             binding=self.store.get("rolebindings", (ns, names.connect_role_name(name))),
@@ -304,11 +307,14 @@ class StudioController:
             self._create_or_adopt("pods", build_pod(start.inputs, start.mounts)),
             return_exceptions=True,
         )
+        # No half-created session: the pod goes if its Service cannot be made, and the Service
+        # if the pod cannot.
         if isinstance(service, BaseException):
-            if isinstance(pod, dict):  # no half-created session: the pod goes if its Service cannot
+            if isinstance(pod, dict):
                 await self._delete_pod(pod)
             raise service
         if isinstance(pod, BaseException):
+            await self._end_session_objects(body)
             raise pod
         metrics.SESSIONS_STARTED.inc()
         created: dict[str, Any] = pod

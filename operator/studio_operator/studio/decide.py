@@ -60,6 +60,7 @@ class Observed:
     links: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
     workspace: Mapping[str, Any] | None = None  # the namespace's WorkspaceSettings "default"
     service_exists: bool = False
+    service: Mapping[str, Any] | None = None  # the stored Service, read when no session pod exists
     rolebindings: Sequence[Mapping[str, Any]] = ()  # this namespace's, for who may connect
     clusterrolebindings: Sequence[Mapping[str, Any]] = ()
     binding: Mapping[str, Any] | None = None  # the stored connect RoleBinding
@@ -454,12 +455,22 @@ def _run(observed: Observed, spec: StudioSpec) -> Plan:
         if inputs is None:
             assert problem is not None
             return finish(observed, problem)
+        taken = _service_taken(observed)
+        if taken is not None:  # found before a pod is created for a session that cannot be served
+            return blocked(observed, taken.reason, str(taken))
         plan = finish(observed, Outcome(Phase.STARTING, "PodCreated", "the session pod was created"))
         # The session's pod vanished: is the studio still wanted? (one GET, not on ordinary starts)
         plan.steps = [[ConfirmCurrent()]] if (observed.status.get("session") or {}).get("podName") else []
         plan.steps.append([StartSession(inputs, mounts)])
         return plan
     return _running(observed, spec, lifespan, inputs, mounts, problem)
+
+
+def _service_taken(observed: Observed) -> NameConflict | None:
+    service, meta = observed.service, observed.meta
+    if service is None or owned_by_studio(service, meta["name"], meta["uid"]):
+        return None
+    return NameConflict("Service", meta["namespace"], service["metadata"]["name"])
 
 
 def _clear_previous(observed: Observed) -> Plan:

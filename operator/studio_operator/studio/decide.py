@@ -9,7 +9,7 @@ store, executes the plan, and decides again when a write shows the observation w
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,23 @@ from ..resources.mounts import MountPlan, plan_mounts
 from ..resources.ownership import NameConflict, owned_by_studio
 from ..resources.podstate import PodState, pod_state
 from ..resources.session import build_service, environment_hash
+from .plan import (
+    KEEP,
+    Action,
+    Apply,
+    ClearSessionAnnotation,
+    ConfirmCurrent,
+    DeleteOwned,
+    DeletePod,
+    EndSession,
+    Event,
+    Keep,
+    Observed,
+    Outcome,
+    Plan,
+    RecordExpiry,
+    StartSession,
+)
 
 # A name taken by someone else's object, or an object the API server refused: the conflicting
 # object is not watched (it is not ours) and a refusal can be a namespace policy that changes
@@ -45,147 +62,6 @@ POD_DELETION_CHECK_SECONDS = 10.0
 OVERDUE_POD_CHECK_SECONDS = 30.0
 POD_DELETION_SLACK = timedelta(seconds=5)
 WAITING_FOR_POD_DELETION = {"WaitingForPreviousSession", "ReplacingPreviousSession"}
-
-Event = tuple[str, str, str]  # (type, reason, message)
-
-
-@dataclass(frozen=True)
-class Observed:
-    """One studio and what it depends on, as the store holds them at `now`."""
-
-    studio: Mapping[str, Any]
-    pod: Mapping[str, Any] | None  # the object under the session pod's deterministic name
-    now: datetime
-    environment: Mapping[str, Any] | None = None
-    links: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
-    workspace: Mapping[str, Any] | None = None  # the namespace's WorkspaceSettings "default"
-    service_exists: bool = False
-    service: Mapping[str, Any] | None = None  # the stored Service, read when no session pod exists
-    rolebindings: Sequence[Mapping[str, Any]] = ()  # this namespace's, for who may connect
-    clusterrolebindings: Sequence[Mapping[str, Any]] = ()
-    binding: Mapping[str, Any] | None = None  # the stored connect RoleBinding
-    warning_ahead: timedelta = ls.DEFAULT_WARNING
-    started: bool = False  # `pod` was created by this pass: the session starts now
-
-    @property
-    def meta(self) -> Mapping[str, Any]:
-        return self.studio["metadata"]  # type: ignore[no-any-return]
-
-    @property
-    def status(self) -> Mapping[str, Any]:
-        return self.studio.get("status") or {}
-
-    @property
-    def generation(self) -> int:
-        return int(self.meta.get("generation", 1))
-
-
-# ---------------------------------------------------------------- writes a plan asks for
-
-
-@dataclass(frozen=True)
-class DeletePod:
-    """Delete the session pod; when it turns out gone, the controller decides again without it."""
-
-    pod: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class EndSession:
-    """Delete the session's Service and connect grant (those owned by this studio)."""
-
-
-@dataclass(frozen=True)
-class ClearSessionAnnotation:
-    """Remove the per-session lifespan annotation (it applies to one session)."""
-
-
-@dataclass(frozen=True)
-class RecordExpiry:
-    """Write the plan's status now (with its Events), then clear the session annotation."""
-
-
-@dataclass(frozen=True)
-class ConfirmCurrent:
-    """Ask the API server whether the studio is still the one read (its session's pod vanished)."""
-
-
-@dataclass(frozen=True)
-class StartSession:
-    """Volumes, workspace claim, Service and pod; the controller decides again with the pod."""
-
-    inputs: SessionInputs
-    mounts: MountPlan
-
-
-@dataclass(frozen=True)
-class Apply:
-    """Create, or apply when changed, an object of this studio (`kind`: the store's kind)."""
-
-    kind: str
-    obj: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class DeleteOwned:
-    """Delete an object this studio owns."""
-
-    kind: str
-    obj: Mapping[str, Any]
-
-
-Action = (
-    DeletePod
-    | EndSession
-    | ClearSessionAnnotation
-    | RecordExpiry
-    | ConfirmCurrent
-    | StartSession
-    | Apply
-    | DeleteOwned
-)
-
-
-class Keep:
-    """The scheduled deadline stays as it is."""
-
-
-KEEP = Keep()
-
-
-@dataclass
-class Outcome:
-    """What one decision reports: phase, kstatus conditions and what else goes into status."""
-
-    phase: Phase
-    reason: str
-    message: str
-    stop_reason: StopReason | None = None
-    session: dict[str, Any] | None = None
-    mounts: list[dict[str, Any]] | None = None
-    connect: dict[str, Any] | None = None
-    held: str | None = None
-    stalled: bool = False
-    ready: bool = False
-    reconciling: bool = False
-    extra_conditions: list[dict[str, Any]] = field(default_factory=list)
-    inherited_labels: list[str] | None = None
-    events: list[Event] = field(default_factory=list)
-    retry_after: float | None = None
-
-
-@dataclass
-class Plan:
-    outcome: Outcome
-    status: StudioStatus
-    events: list[Event]  # posted once the status that reports them is written
-    steps: list[list[Action]] = field(default_factory=list)  # in order; each step's go out together
-    deadline: float | Keep | None = KEEP  # epoch seconds of the next look (None: no deadline)
-    retry_after: float | None = None  # seconds; also when the pod's deletion should be looked at
-
-    def actions(self) -> list[Action]:
-        return [action for step in self.steps for action in step]
-
 
 # ---------------------------------------------------------------- the decision
 
@@ -734,7 +610,6 @@ def finish(observed: Observed, outcome: Outcome) -> Plan:
         outcome=outcome,
         status=status_of(observed, outcome),
         events=_events(observed, outcome),
-        retry_after=outcome.retry_after,
     )
 
 
@@ -827,3 +702,29 @@ def recheck_after(outcome: Outcome, pod: Mapping[str, Any] | None, now: datetime
         return POD_DELETION_CHECK_SECONDS
     due = (deadline + POD_DELETION_SLACK - now).total_seconds()
     return min(due + 0.5, 2 * OVERDUE_POD_CHECK_SECONDS) if due > 0 else OVERDUE_POD_CHECK_SECONDS
+
+
+__all__ = [
+    "KEEP",
+    "Action",
+    "Apply",
+    "ClearSessionAnnotation",
+    "ConfirmCurrent",
+    "DeleteOwned",
+    "DeletePod",
+    "EndSession",
+    "Event",
+    "Keep",
+    "Observed",
+    "Outcome",
+    "Phase",
+    "Plan",
+    "RecordExpiry",
+    "StartSession",
+    "blocked",
+    "decide",
+    "preparing_storage",
+    "recheck_after",
+    "same_status",
+    "status_patch",
+]

@@ -38,7 +38,7 @@ typecheck: venv ## mypy (strict) on the operator package and hack/cluster.py
 	$(VENV)/bin/mypy --strict hack/cluster.py
 
 .PHONY: test
-test: venv lint typecheck cluster-binaries ## the whole suite (what .ci/run calls)
+test: venv lint typecheck cluster-binaries clients ## the whole suite (what .ci/run calls)
 	$(PY) -m pytest tests
 
 .PHONY: test-unit
@@ -50,6 +50,10 @@ test-unit: venv ## the unit tests: no control plane, seconds
 .PHONY: cluster-binaries
 cluster-binaries: ## build etcd, kube-apiserver, ... into ~/.cache/studio-operator (once per version)
 	bash hack/build-control-plane.sh
+
+.PHONY: clients
+clients: ## build hack/clients (kstatus, Argo CD Lua, Flux CEL; tests/integration/test_gitops_clients.py)
+	bash hack/build-clients.sh
 
 .PHONY: cluster-up
 cluster-up: venv ## start the loopback control plane (idempotent); kubeconfig in .cluster/kubeconfig

@@ -3,7 +3,10 @@
 #   bash hack/operator.sh up     # start (no-op while running; starts again after a crash)
 #   bash hack/operator.sh down   # SIGTERM, then SIGKILL after 15 s; only the recorded pid
 # pid: .cluster/operator.pid, log: .cluster/logs/operator.log,
-# liveness: http://127.0.0.1:${STUDIO_LIVENESS_PORT:-8089}/healthz
+# liveness: http://127.0.0.1:${STUDIO_LIVENESS_PORT:-8089}/healthz (loopback only, as are metrics)
+# S3 trust (docs/storage.md): the loopback S3 endpoint of `make run` (hack/s3.py) is an endpoint the
+# administrator allowed, and the demo namespace may reach its sample buckets through the shared
+# identity; set STUDIO_S3_ALLOWED_ENDPOINTS / STUDIO_S3_SHARED_BUCKETS to change that.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -13,6 +16,8 @@ BIN="$ROOT/.venv/bin/studio-operator"
 KUBECONFIG_FILE="$ROOT/.cluster/kubeconfig"
 PORT=${STUDIO_LIVENESS_PORT:-8089}
 START_TIMEOUT=${STUDIO_OPERATOR_START_TIMEOUT:-60}
+export STUDIO_S3_ALLOWED_ENDPOINTS=${STUDIO_S3_ALLOWED_ENDPOINTS:-http://127.0.0.1:${S3_PORT:-9000}}
+export STUDIO_S3_SHARED_BUCKETS=${STUDIO_S3_SHARED_BUCKETS:-${DEMO_NAMESPACE:-demo}=reference-genomes,scratch}
 
 log() { echo "[operator] $*" >&2; }
 

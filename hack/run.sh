@@ -15,7 +15,9 @@ if [ -f manifests/rbac/user-roles.yaml ]; then
   $KUBECTL apply --server-side --force-conflicts -f manifests/rbac/user-roles.yaml >/dev/null
 fi
 if [ -f hack/s3.py ]; then $PY hack/s3.py up; fi
-bash hack/operator.sh up
+# The operator's S3 trust: the loopback endpoint counts as administrator-allowed and the sample
+# buckets are bound to $NS (hack/operator.sh; docs/storage.md, "Endpoint and bucket trust").
+DEMO_NAMESPACE=$NS bash hack/operator.sh up
 $KUBECTL create namespace "$NS" --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
 $KUBECTL apply -n "$NS" -k manifests/samples
 echo
@@ -31,7 +33,9 @@ echo
 $KUBECTL get pods,services -n "$NS" -l app.kubernetes.io/managed-by=studio-operator
 cat <<MSG
 
-Everything runs on loopback. Next steps:
+Everything runs on loopback (the operator's health and metrics endpoints too). The operator trusts
+the loopback S3 endpoint and lets namespace $NS reach the sample buckets with its own identity.
+Next steps:
   export KUBECONFIG=$KUBECONFIG
   kubectl describe studio rnaseq-analysis -n $NS        # status, conditions, events
   .venv/bin/kubectl-studio ls -n $NS                     # the kubectl plugin (kubectl studio ...)

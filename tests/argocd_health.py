@@ -1,17 +1,26 @@
-"""Run the shipped Argo CD health check (operator/studio_operator/data/argocd-health.lua) the way
-Argo CD does: the object as the global `obj`, the script's return value as {status, message}."""
+"""Run the shipped Argo CD health checks (operator/studio_operator/data/argocd-health*.lua) with
+lupa, for fast unit tests: the object as the global `obj`, the script's return value as
+{status, message}. The interpreter Argo CD embeds (gopher-lua) runs them on live objects in
+tests/integration/test_gitops_clients.py."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import lupa
 
+SCRIPTS = {"Studio": "argocd-health.lua", "DataLink": "argocd-health-datalink.lua"}
 
-def script() -> str:
-    return (resources.files("studio_operator") / "data" / "argocd-health.lua").read_text()
+
+def script_path(kind: str = "Studio") -> Path:
+    return Path(str(resources.files("studio_operator") / "data" / SCRIPTS[kind]))
+
+
+def script(kind: str = "Studio") -> str:
+    return script_path(kind).read_text()
 
 
 def _to_lua(lua: Any, value: Any) -> Any:
@@ -22,8 +31,8 @@ def _to_lua(lua: Any, value: Any) -> Any:
     return value
 
 
-def health(obj: Mapping[str, Any]) -> dict[str, str]:
+def health(obj: Mapping[str, Any], kind: str = "Studio") -> dict[str, str]:
     lua = lupa.LuaRuntime(unpack_returned_tuples=True)
     lua.globals().obj = _to_lua(lua, obj)
-    result = lua.execute(script())
+    result = lua.execute(script(kind))
     return {"status": str(result["status"]), "message": str(result["message"] or "")}

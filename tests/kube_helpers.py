@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -233,6 +234,13 @@ def apply_crds(cluster: Cluster, directory: Path, timeout: float = 60) -> list[s
 _log_numbers = itertools.count(1)
 
 
+# The S3 trust of test operators unless a test passes its own `s3_args`: the tests' S3 servers
+# listen on loopback ports picked at run time, so every loopback endpoint counts as one an
+# administrator allowed, and every namespace may reach every bucket through the shared identity.
+# tests/integration/test_s3_trust.py runs operators with the real defaults instead.
+TEST_S3_TRUST = ("--s3-allowed-endpoint=http://127.0.0.1:*", "--s3-shared-buckets=*=*")
+
+
 class OperatorProcess:
     """``python -m studio_operator run --webhook-mode=local`` as a subprocess with its own ports.
 
@@ -247,9 +255,11 @@ class OperatorProcess:
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
         startup_timeout: float = 60,
+        s3_args: Sequence[str] | None = None,
     ) -> None:
         self.kubeconfig = Path(kubeconfig)
         self.extra_args = list(args)
+        self.s3_args = list(TEST_S3_TRUST if s3_args is None else s3_args)
         self.extra_env = dict(env or {})
         self.liveness_port, self.metrics_port, self.webhook_port = free_ports(3)
         logs = CLUSTER_DIR / "logs"
@@ -272,6 +282,7 @@ class OperatorProcess:
             f"--liveness-port={self.liveness_port}",
             f"--metrics-port={self.metrics_port}",
             f"--webhook-port={self.webhook_port}",
+            *self.s3_args,
             *self.extra_args,
         ]
 
@@ -343,6 +354,12 @@ class OperatorProcess:
         mode = [a for a in self.argv if a.startswith("--webhook-mode=")][-1].split("=", 1)[1]
         if mode != "local":
             return True
+        # A configuration left by a killed predecessor on the same port is registered already: the
+        # server must also be listening, or the next write gets "connection refused".
+        try:
+            socket.create_connection(("127.0.0.1", self.webhook_port), timeout=0.5).close()
+        except OSError:
+            return False
         import kubernetes
 
         api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))

@@ -15,6 +15,13 @@ from datetime import timedelta
 import kopf
 
 from .config import OPTIONS
+from .resources.endpoints import (
+    PolicyError,
+    S3Policy,
+    parse_endpoints,
+    parse_networks,
+    parse_shared_buckets,
+)
 
 HANDLER_MODULES = [
     "studio_operator.handlers.lifecycle",
@@ -31,6 +38,43 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
     run.add_argument("--liveness-port", type=int, default=8089)
     run.add_argument("--metrics-port", type=int, default=8090, help="0 disables the metrics endpoint")
+    run.add_argument(
+        "--probe-address",
+        default=os.environ.get("STUDIO_PROBE_ADDRESS", "127.0.0.1"),
+        help="address of the liveness and metrics endpoints (in a pod: 0.0.0.0; env STUDIO_PROBE_ADDRESS)",
+    )
+    s3 = run.add_argument_group(
+        "S3 trust (docs/storage.md)",
+        "Each option may be repeated; without it, its STUDIO_* environment variable is read "
+        "(comma-separated; ';' between shared-bucket entries).",
+    )
+    s3.add_argument(
+        "--s3-allowed-endpoint",
+        action="append",
+        metavar="URL",
+        help="an S3 endpoint the operator's and the storage driver's own identity may sign requests "
+        "for, besides AWS S3; '*' matches any host part or port (env STUDIO_S3_ALLOWED_ENDPOINTS)",
+    )
+    s3.add_argument(
+        "--s3-shared-buckets",
+        action="append",
+        metavar="NAMESPACE=BUCKET[,BUCKET]",
+        help="buckets a namespace's data links may reach through the shared identity (no "
+        "credentialsSecret); shell patterns on both sides (env STUDIO_S3_SHARED_BUCKETS)",
+    )
+    s3.add_argument(
+        "--s3-allowed-network",
+        action="append",
+        metavar="CIDR",
+        help="a non-public network tenant endpoints may resolve to (env STUDIO_S3_ALLOWED_NETWORKS)",
+    )
+    s3.add_argument(
+        "--s3-denied-network",
+        action="append",
+        metavar="CIDR",
+        help="a network tenant endpoints may not resolve to, besides loopback, link-local and "
+        "private ones, e.g. a public service CIDR (env STUDIO_S3_DENIED_NETWORKS)",
+    )
     run.add_argument("--webhook-mode", choices=["local", "cluster", "none"], default="none")
     run.add_argument("--webhook-port", type=int, default=9443)
     run.add_argument("--webhook-host", help="cluster mode: the webhook Service's DNS name")
@@ -59,39 +103,33 @@ def limit_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
 
 
+def _setting(given: list[str] | None, env: str) -> list[str]:
+    return given if given is not None else [os.environ.get(env, "")]
+
+
+def s3_policy(args: argparse.Namespace) -> S3Policy:
+    """The administrator's S3 trust policy from the flags, else the environment."""
+    return S3Policy(
+        allowed_endpoints=parse_endpoints(_setting(args.s3_allowed_endpoint, "STUDIO_S3_ALLOWED_ENDPOINTS")),
+        allowed_networks=parse_networks(_setting(args.s3_allowed_network, "STUDIO_S3_ALLOWED_NETWORKS")),
+        denied_networks=parse_networks(_setting(args.s3_denied_network, "STUDIO_S3_DENIED_NETWORKS")),
+        shared_buckets=parse_shared_buckets(_setting(args.s3_shared_buckets, "STUDIO_S3_SHARED_BUCKETS")),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        policy = s3_policy(args)
+    except PolicyError as exc:
+        print(f"studio-operator: invalid S3 trust setting: {exc}", file=sys.stderr)
+        return 2
     limit_malloc_arenas()  # before any thread exists
-    OPTIONS.kubeconfig = args.kubeconfig
-    OPTIONS.namespaces = args.namespace
-    OPTIONS.liveness_port = args.liveness_port
-    OPTIONS.metrics_port = args.metrics_port
-    OPTIONS.webhook_mode = args.webhook_mode
-    OPTIONS.webhook_port = args.webhook_port
-    OPTIONS.webhook_host = args.webhook_host
-    OPTIONS.cert_dir = args.cert_dir
-    OPTIONS.peering = args.peering
-    OPTIONS.priority = args.priority
-    OPTIONS.identity = f"{socket.gethostname()}@{os.getpid()}"
-    OPTIONS.workers = args.workers
-    OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)
-    OPTIONS.verbose = args.verbose
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        # kopf logs every successful handler call at INFO: one line per watch event at scale.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    _configure(args, policy)
+    _setup_logging(args.verbose, policy)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    for module in HANDLER_MODULES:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            if exc.name != module:
-                raise
-            logging.getLogger("studio_operator").info("%s not present in this build", module)
+    _import_handlers()
     if args.webhook_mode != "none":
         # Registered before kopf starts so its managed webhook configuration lists them.
         from .handlers import admission
@@ -102,11 +140,65 @@ def main(argv: list[str] | None = None) -> int:
         peering_name=args.peering,
         priority=args.priority,
         identity=OPTIONS.identity,  # type: ignore[arg-type]
-        liveness_endpoint=f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None,
+        liveness_endpoint=_liveness_url(args.probe_address, args.liveness_port),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
     )
     return 0
+
+
+def _configure(args: argparse.Namespace, policy: S3Policy) -> None:
+    OPTIONS.kubeconfig = args.kubeconfig
+    OPTIONS.namespaces = args.namespace
+    OPTIONS.liveness_port = args.liveness_port
+    OPTIONS.metrics_port = args.metrics_port
+    OPTIONS.probe_address = args.probe_address
+    OPTIONS.s3_policy = policy
+    OPTIONS.webhook_mode = args.webhook_mode
+    OPTIONS.webhook_port = args.webhook_port
+    OPTIONS.webhook_host = args.webhook_host
+    OPTIONS.cert_dir = args.cert_dir
+    OPTIONS.peering = args.peering
+    OPTIONS.priority = args.priority
+    OPTIONS.identity = f"{socket.gethostname()}@{os.getpid()}"
+    OPTIONS.workers = args.workers
+    OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)
+    OPTIONS.verbose = args.verbose
+
+
+def _setup_logging(verbose: bool, policy: S3Policy) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        # kopf logs every successful handler call at INFO: one line per watch event at scale.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    logging.getLogger("studio_operator").info(
+        "S3 trust: shared identities sign for AWS S3%s; shared buckets: %s; tenant endpoints: "
+        "public addresses%s%s",
+        "".join(f", {e}" for e in policy.allowed_endpoints),
+        "; ".join(f"{ns}={','.join(b)}" for ns, b in policy.shared_buckets) or "none",
+        "".join(f", {n}" for n in policy.allowed_networks),
+        "".join(f", never {n}" for n in policy.denied_networks),
+    )
+
+
+def _import_handlers() -> None:
+    for module in HANDLER_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name != module:
+                raise
+            logging.getLogger("studio_operator").info("%s not present in this build", module)
+
+
+def _liveness_url(address: str, port: int) -> str | None:
+    if not port:
+        return None
+    host = f"[{address}]" if ":" in address else address
+    return f"http://{host}:{port}/healthz"
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from .resources.endpoints import S3Policy
+
 
 @dataclass
 class Options:
@@ -12,6 +14,9 @@ class Options:
     namespaces: list[str] = field(default_factory=list)
     liveness_port: int = 8089
     metrics_port: int = 8090
+    # Where the liveness and metrics endpoints listen: loopback unless told (the chart passes 0.0.0.0
+    # so the kubelet and Prometheus reach them).
+    probe_address: str = "127.0.0.1"
     webhook_mode: str = "none"  # local | cluster | none
     webhook_port: int = 9443
     webhook_host: str | None = None
@@ -22,6 +27,7 @@ class Options:
     workers: int = 64
     warning_ahead: timedelta = timedelta(minutes=15)
     verbose: bool = False
+    s3_policy: S3Policy = field(default_factory=S3Policy)
 
 
 OPTIONS = Options()

@@ -23,5 +23,5 @@ SCHEDULED = Gauge(
 )
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
+def serve(port: int, addr: str = "127.0.0.1") -> None:
     start_http_server(port, addr=addr)

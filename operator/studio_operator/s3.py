@@ -5,13 +5,22 @@ connect/read timeouts and botocore's standard retry mode, so a slow or dead endp
 the operator's event loop. Credentials travel in `Credentials`, whose repr hides them, and no
 message built here contains them (server messages are not echoed except for unknown errors, and
 then with any credential text removed).
+
+Trust (resources/endpoints.py): without `credentials` a request is signed with the operator's own
+identity, so it goes only to a trusted endpoint (AWS S3 or one an administrator allowed); any other
+endpoint is a tenant's: checked with the tenant's keys, after its host resolved to addresses the
+policy allows. Every failure to get an S3 answer from a tenant endpoint (refused, timeout, TLS,
+DNS, not S3) reads the same, and takes at least UNREACHABLE_FLOOR seconds: the status is no
+port scanner.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -21,6 +30,7 @@ import botocore.exceptions as bce
 from botocore.config import Config
 
 from .resources.buckets import is_writable, normalise_bucket, parse_s3_uri
+from .resources.endpoints import CREDENTIALS_REQUIRED, ENDPOINT_NOT_ALLOWED, PolicyError, S3Policy, host_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,6 +39,7 @@ __all__ = [
     "BucketCheck",
     "Credentials",
     "Reason",
+    "S3Policy",
     "check_bucket",
     "is_writable",
     "normalise_bucket",
@@ -43,6 +54,9 @@ MAX_ATTEMPTS = 2
 # Upper bound for one whole check (two calls, each with retries), in case a socket hangs anyway.
 CHECK_TIMEOUT = 45.0
 DEFAULT_REGION = "us-east-1"
+# A failed check of a tenant endpoint is reported no sooner than this (a refused connection would
+# otherwise answer at once and a silent port only after the connect timeouts).
+UNREACHABLE_FLOOR = CONNECT_TIMEOUT * MAX_ATTEMPTS + 2.0
 
 
 class Reason(StrEnum):
@@ -52,6 +66,8 @@ class Reason(StrEnum):
     INVALID_CREDENTIALS = "InvalidCredentials"
     ENDPOINT_UNREACHABLE = "EndpointUnreachable"
     CHECK_FAILED = "CheckFailed"
+    CREDENTIALS_REQUIRED = CREDENTIALS_REQUIRED
+    ENDPOINT_NOT_ALLOWED = ENDPOINT_NOT_ALLOWED
 
 
 _INVALID_CREDENTIAL_CODES = {
@@ -190,7 +206,68 @@ def _classify(
     )
 
 
+def _unreachable(endpoint_url: str | None) -> BucketCheck:
+    """The one answer for every way of not getting an S3 answer (no detail: see the module doc)."""
+    return BucketCheck(
+        False,
+        Reason.ENDPOINT_UNREACHABLE,
+        f"no S3 answer from {_where(endpoint_url)}: check spec.endpointURL, that the endpoint is up, "
+        "and that the operator may connect to it (network policy, proxy, TLS)",
+    )
+
+
+def _address_problem(endpoint_url: str, policy: S3Policy) -> BucketCheck | None:
+    """Resolve the tenant endpoint's host; refuse it when any address is one the policy forbids."""
+    try:
+        host, port = host_port(endpoint_url)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (PolicyError, OSError, UnicodeError):
+        return _unreachable(endpoint_url)
+    for info in infos:
+        why = policy.address_refusal(str(info[4][0]))
+        if why is not None:
+            return BucketCheck(
+                False,
+                Reason.ENDPOINT_NOT_ALLOWED,
+                f"endpoint {endpoint_url} resolves to {why}, which data links may not use: use an "
+                "endpoint on a public address, or ask a cluster administrator to allow it",
+            )
+    return None
+
+
 def _check_sync(
+    bucket: str,
+    region: str | None,
+    endpoint_url: str | None,
+    credentials: Credentials | None,
+    source: str,
+    policy: S3Policy,
+) -> BucketCheck:
+    trusted = policy.endpoint_trusted(endpoint_url)
+    if credentials is None and not trusted:
+        # Never reached through the handlers (they ask for credentials first): a second lock on
+        # the door that keeps the operator's own identity away from tenant endpoints.
+        return BucketCheck(
+            False,
+            Reason.CREDENTIALS_REQUIRED,
+            f"endpoint {endpoint_url} is not allowed for the operator's own credentials: set "
+            "spec.credentialsSecret",
+        )
+    if endpoint_url and not trusted:
+        refused = _address_problem(endpoint_url, policy)
+        if refused is not None:
+            return refused
+    result = _ask(bucket, region, endpoint_url, credentials, source)
+    if (
+        not trusted
+        and result.reason in (Reason.ENDPOINT_UNREACHABLE, Reason.CHECK_FAILED)
+        and not result.region
+    ):
+        return _unreachable(endpoint_url)
+    return result
+
+
+def _ask(
     bucket: str,
     region: str | None,
     endpoint_url: str | None,
@@ -235,14 +312,12 @@ def _check_sync(
         bce.ReadTimeoutError,
         bce.ConnectionClosedError,
         bce.SSLError,
+        bce.ConnectionError,
+        bce.HTTPClientError,
     ) as exc:
-        kind = type(exc).__name__
-        return BucketCheck(
-            False,
-            Reason.ENDPOINT_UNREACHABLE,
-            f"could not reach {where} ({kind}): check spec.endpointURL and that the operator can "
-            "connect to it (network policy, proxy, TLS)",
-        )
+        # The kind goes to the operator's debug log (administrators), never into the status.
+        log.debug("S3 endpoint %s unreachable: %s", where, type(exc).__name__)
+        return _unreachable(endpoint_url)
     except (bce.BotoCoreError, ValueError) as exc:
         detail = _redact(str(exc), credentials)[:300]
         return BucketCheck(
@@ -259,20 +334,23 @@ async def check_bucket(
     endpoint_url: str | None,
     credentials: Credentials | None,
     source: str = "the operator's own credentials",
+    policy: S3Policy | None = None,
 ) -> BucketCheck:
     """HeadBucket (off the event loop); finds the region when the endpoint tells it.
 
     `source` names where the credentials came from, for messages (e.g. "Secret team-a/s3").
+    Without `credentials` the endpoint must be trusted by `policy` (default: AWS S3 only).
     """
     name = normalise_bucket(bucket)
+    policy = policy or S3Policy()
+    started = time.monotonic()
     try:
-        return await asyncio.wait_for(
-            asyncio.to_thread(_check_sync, name, region, endpoint_url, credentials, source),
+        result = await asyncio.wait_for(
+            asyncio.to_thread(_check_sync, name, region, endpoint_url, credentials, source, policy),
             timeout=CHECK_TIMEOUT,
         )
     except TimeoutError:
-        return BucketCheck(
-            False,
-            Reason.ENDPOINT_UNREACHABLE,
-            f"no answer from {_where(endpoint_url)} within {CHECK_TIMEOUT:g}s: check spec.endpointURL",
-        )
+        result = _unreachable(endpoint_url)
+    if result.reason == Reason.ENDPOINT_UNREACHABLE and not policy.endpoint_trusted(endpoint_url):
+        await asyncio.sleep(max(0.0, UNREACHABLE_FLOOR - (time.monotonic() - started)))
+    return result

@@ -10,7 +10,8 @@ Fixtures:
 - ``operator`` (function) / ``operator_session`` (session): one shared operator process for the
   session; ``operator`` (re)starts it if it is not running (e.g. a previous test killed it).
 - ``operator_factory`` (function): ``operator_factory(*args, env=None, kubeconfig=None,
-  start=True) -> OperatorProcess``, a dedicated process stopped after the test. Creating one
+  start=True, s3_args=None) -> OperatorProcess`` (``s3_args``: the S3 trust flags, default
+  kube_helpers.TEST_S3_TRUST), a dedicated process stopped after the test. Creating one
   stops the shared operator first (two operators must not reconcile the same objects); the next
   test that requests ``operator`` restarts it.
 """
@@ -28,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from install_helpers import CHART, helm, kubectl
 from kube_helpers import ROOT, Cluster, OperatorProcess, apply_crds, load_configuration
 
 HERE = Path(__file__).resolve().parent
@@ -138,10 +141,11 @@ def operator_factory(cluster: Cluster) -> Iterator[Callable[..., OperatorProcess
         env: dict[str, str] | None = None,
         kubeconfig: Path | str | None = None,
         start: bool = True,
+        s3_args: Sequence[str] | None = None,
     ) -> OperatorProcess:
         if _shared_operator is not None:
             _shared_operator.stop()
-        op = OperatorProcess(kubeconfig or cluster.kubeconfig, args=args, env=env)
+        op = OperatorProcess(kubeconfig or cluster.kubeconfig, args=args, env=env, s3_args=s3_args)
         made.append(op)
         if start:
             op.start()
@@ -150,3 +154,79 @@ def operator_factory(cluster: Cluster) -> Iterator[Callable[..., OperatorProcess
     yield factory
     for op in made:
         op.stop()
+
+
+# ---------------------------------------------------------------- the chart's own identity
+
+
+def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    """The admin kubeconfig's server and CA, authenticated with `token` only."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
+    ca = {k: v for k, v in server.items() if k.startswith("certificate-authority")}
+    if "certificate-authority" in ca and not Path(ca["certificate-authority"]).is_absolute():
+        ca["certificate-authority"] = str((cluster.kubeconfig.parent / ca["certificate-authority"]).resolve())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server["server"], **ca}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
+        "current-context": "c",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def chart_identity(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """(service account name, kubeconfig with its token): the chart's SA, ClusterRole and binding."""
+    fullname = f"rbac-{secrets.token_hex(3)}"
+    rendered = [
+        d
+        for d in yaml.safe_load_all(
+            helm(
+                cluster,
+                "template",
+                "rbac",
+                str(CHART),
+                "-n",
+                namespace,
+                "--set",
+                f"fullnameOverride={fullname}",
+                "--set",
+                "rbac.userRoles=false",
+            )
+        )
+        if d
+    ]
+    wanted = [
+        d
+        for d in rendered
+        if (d["kind"], d["metadata"]["name"])
+        in {("ServiceAccount", fullname), ("ClusterRole", fullname), ("ClusterRoleBinding", fullname)}
+    ]
+    assert len(wanted) == 3, [(d["kind"], d["metadata"]["name"]) for d in rendered]
+    kubectl(
+        cluster,
+        "apply",
+        "--server-side",
+        "--field-manager=studio-tests",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(wanted),
+    )
+    try:
+        token = kubectl(cluster, "create", "token", fullname, "-n", namespace, "--duration=2h").strip()
+        assert token
+        yield fullname, token_kubeconfig(cluster, token, tmp_path / "operator-kubeconfig")
+    finally:
+        rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
+        for delete in (rbac_api.delete_cluster_role_binding, rbac_api.delete_cluster_role):
+            try:
+                delete(fullname)
+            except ApiException as e:
+                if e.status != 404:
+                    raise

@@ -555,7 +555,12 @@ def test_operator_needs_only_its_generated_role(
             return e.status == 404
         return False
 
-    wait_for(grant_removed, 30, 0.3, "the connect grant to go with the session")
+    # The connect grant lives as long as the studio: kept while stopped, gone with the studio.
+    assert not grant_removed()
+    client.CustomObjectsApi(cluster.api_client).delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "studios", "lp"
+    )
+    wait_for(grant_removed, 60, 0.3, "the connect grant to go with the studio")
     op, user = least_privilege_operator
     rbac_denials = [line for line in op.log_text().splitlines() if f'User "{user}" cannot' in line]
     assert not rbac_denials, "\n".join(rbac_denials[:20])

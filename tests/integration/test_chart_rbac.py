@@ -8,8 +8,7 @@ operator/studio_operator/rbac.py and run `make rbac`.
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,84 +17,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import studio_helpers as sh
-from install_helpers import CHART, helm, kubectl
 from kube_helpers import Cluster, OperatorProcess, wait_for
 
 # An RBAC denial, as the API server words it (not e.g. "namespace is being terminated").
 FORBIDDEN = re.compile(r'forbidden: User "[^"]+" cannot [a-z]+ resource')
-
-
-def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
-    """The admin kubeconfig's server and CA, authenticated with `token` only."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
-    ca = {k: v for k, v in server.items() if k.startswith("certificate-authority")}
-    if "certificate-authority" in ca and not Path(ca["certificate-authority"]).is_absolute():
-        ca["certificate-authority"] = str((cluster.kubeconfig.parent / ca["certificate-authority"]).resolve())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server["server"], **ca}}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
-        "current-context": "c",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture
-def chart_identity(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(service account name, kubeconfig with its token): the chart's SA, ClusterRole and binding."""
-    fullname = f"rbac-{secrets.token_hex(3)}"
-    rendered = [
-        d
-        for d in yaml.safe_load_all(
-            helm(
-                cluster,
-                "template",
-                "rbac",
-                str(CHART),
-                "-n",
-                namespace,
-                "--set",
-                f"fullnameOverride={fullname}",
-                "--set",
-                "rbac.userRoles=false",
-            )
-        )
-        if d
-    ]
-    wanted = [
-        d
-        for d in rendered
-        if (d["kind"], d["metadata"]["name"])
-        in {("ServiceAccount", fullname), ("ClusterRole", fullname), ("ClusterRoleBinding", fullname)}
-    ]
-    assert len(wanted) == 3, [(d["kind"], d["metadata"]["name"]) for d in rendered]
-    kubectl(
-        cluster,
-        "apply",
-        "--server-side",
-        "--field-manager=studio-tests",
-        "-f",
-        "-",
-        input=yaml.safe_dump_all(wanted),
-    )
-    try:
-        token = kubectl(cluster, "create", "token", fullname, "-n", namespace, "--duration=2h").strip()
-        assert token
-        yield fullname, token_kubeconfig(cluster, token, tmp_path / "operator-kubeconfig")
-    finally:
-        rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
-        for delete in (rbac_api.delete_cluster_role_binding, rbac_api.delete_cluster_role):
-            try:
-                delete(fullname)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
 
 
 def test_operator_runs_with_the_chart_rbac(
@@ -157,16 +82,20 @@ def test_operator_runs_with_the_chart_rbac(
         message="the workspace claim",
     )
 
-    # stop deletes the pod, the service and the grant; status and an Event say so
+    # stop deletes the pod; the studio's Service and grant stay with it; status and an Event say so
     sh.set_state(cluster, ns, "core", "Stopped")
     sh.wait_phase(cluster, ns, "core", "Stopped", stopReason="UserRequested", timeout=60)
     sh.wait_no_pods(cluster, ns, "core")
     sh.wait_event(cluster, ns, "core", "SessionStopped")
+    assert core.read_namespaced_service("core", ns)
+    assert rbac_api.read_namespaced_role(role_name, ns)
+    # deleting the studio removes them (owner references, garbage collector)
+    sh.delete(cluster, ns, "core")
     for gone in (
         lambda: core.read_namespaced_service("core", ns),
         lambda: rbac_api.read_namespaced_role(role_name, ns),
     ):
-        wait_for(lambda gone=gone: sh.gone(gone), timeout=30, message="session objects removed on stop")
+        wait_for(lambda gone=gone: sh.gone(gone), timeout=60, message="studio objects removed with it")
 
     log = operator.log_text()
     problems = [line for line in log.splitlines() if FORBIDDEN.search(line)]

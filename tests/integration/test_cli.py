@@ -111,15 +111,18 @@ def test_create_ls_describe_extend_stop_start(
     creator = (body["metadata"].get("annotations") or {}).get("studios.dev/created-by", "<none>")
     sh.wait_phase(cluster, ns, "s2", "Stopped", stopReason="NeverStarted")
 
-    # ls: name, phase, expiry, private, creator
+    # ls: name, phase, ready, reason, expiry, private, creator
     lines = ok(cli(cluster, "ls", "-n", ns)).splitlines()
-    assert lines[0].split() == ["NAME", "PHASE", "EXPIRES", "PRIVATE", "CREATOR", "AGE"]
+    assert lines[0].split() == ["NAME", "PHASE", "READY", "REASON", "EXPIRES", "PRIVATE", "CREATOR", "AGE"]
     row1 = lines[1].split()
-    assert (
-        row1[:2] == ["s1", "Running"] and row1[2] == "in" and row1[3].startswith("3h") and row1[4] == "false"
+    assert row1[:4] == ["s1", "Running", "True", "SessionRunning"]
+    assert row1[4] == "in" and row1[5].startswith("3h") and row1[6] == "false"
+    assert row1[7] == creator
+    assert lines[2].split()[:6] == ["s2", "Stopped", "True", "NeverStarted", "-", "true"]
+    wide = ok(cli(cluster, "ls", "-n", ns, "-o", "wide")).splitlines()
+    assert wide[0].split()[-1] == "MESSAGE" and wide[2].endswith(
+        "set spec.state to Running to start a session"
     )
-    assert row1[5] == creator
-    assert lines[2].split()[:4] == ["s2", "Stopped", "-", "true"]
     everywhere = ok(cli(cluster, "ls", "-A"))
     assert any(line.split()[:2] == [ns, "s1"] for line in everywhere.splitlines())
     names = ok(cli(cluster, "ls", "-n", ns, "-o", "name")).split()
@@ -178,7 +181,7 @@ def test_create_ls_describe_extend_stop_start(
     assert kstatus(sh.get(cluster, ns, "s1")) == "Current"
     assert kstatus(sh.get(cluster, ns, "s2")) == "Current"
     assert health(sh.get(cluster, ns, "s1"))["status"] == "Healthy"
-    assert health(sh.get(cluster, ns, "s2"))["status"] == "Suspended"
+    assert health(sh.get(cluster, ns, "s2"))["status"] == "Healthy"  # stopped as declared
     ok(cli(cluster, "create", "s3", "-n", ns, "--image", sh.IMAGE, "--env-name", "nowhere"))
 
     def stalled_s3() -> dict[str, Any] | None:

@@ -144,6 +144,43 @@ def test_helm_template_passes_server_dry_run(cluster: Cluster, namespace: str, t
     server_dry_run(cluster, bare, tmp_path)
 
 
+def test_helm_template_s3_trust_and_probe_address(cluster: Cluster, namespace: str) -> None:
+    """The chart's S3 trust values become the operator's flags, and the probes listen on the pod IP."""
+
+    def args(*sets: str) -> list[str]:
+        objects = template(cluster, namespace, *sets)
+        deployment = next(o for o in objects if o["kind"] == "Deployment")
+        result: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        return result
+
+    default = args()
+    assert "--probe-address=0.0.0.0" in default
+    assert not [a for a in default if a.startswith("--s3-")]  # AWS only, no shared bucket
+    configured = args(
+        "s3.allowedEndpoints={https://minio.corp:9000,https://*.s3.example.com}",
+        "s3.sharedBuckets.team-a={team-a-*,reference}",
+        "s3.allowedNetworks={10.20.0.0/16}",
+        "s3.deniedNetworks={52.0.0.0/8}",
+    )
+    assert [a for a in configured if a.startswith("--s3-")] == [
+        "--s3-allowed-endpoint=https://minio.corp:9000",
+        "--s3-allowed-endpoint=https://*.s3.example.com",
+        "--s3-shared-buckets=team-a=team-a-*,reference",
+        "--s3-allowed-network=10.20.0.0/16",
+        "--s3-denied-network=52.0.0.0/8",
+    ]
+    with pytest.raises(AssertionError, match="allowedEndpoints"):
+        args("s3.allowedEndpoints={ftp://x}")  # values.schema.json
+
+
+def test_kustomize_base_listens_for_the_kubelet() -> None:
+    deployment = next(o for o in kustomize(ROOT / "manifests" / "default") if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--probe-address=0.0.0.0" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["STUDIO_S3_SHARED_BUCKETS"] == "" and env["STUDIO_S3_ALLOWED_ENDPOINTS"] == ""
+
+
 def test_helm_template_high_availability(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     objects = template(cluster, namespace, "replicas=2")
     deployment = next(o for o in objects if o["kind"] == "Deployment")

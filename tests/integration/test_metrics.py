@@ -61,3 +61,24 @@ def test_metrics_endpoint(cluster: Cluster, namespace: str, operator: OperatorPr
     assert any(name == "studio_operator_reconcile_errors_total" for name, _ in samples) or (
         "studio_operator_reconcile_errors" in http_get(operator.metrics_url)[1]
     )
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket in LISTEN on `port` (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                address, _, hex_port = local.rpartition(":")
+                if state == "0A" and int(hex_port, 16) == port:
+                    found.add(address)
+    return found
+
+
+def test_probe_endpoints_listen_on_loopback_only(operator: OperatorProcess) -> None:
+    """Outside a pod the liveness and metrics endpoints are not reachable from the network
+    (the chart and the kustomize base pass --probe-address=0.0.0.0 for the kubelet)."""
+    assert http_get(operator.liveness_url)[0] == 200 and http_get(operator.metrics_url)[0] == 200
+    for port in (operator.liveness_port, operator.metrics_port):
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else

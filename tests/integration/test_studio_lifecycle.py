@@ -133,11 +133,13 @@ def test_stop_and_start(cluster: Cluster, ns: str) -> None:
     stopped = sh.wait_phase(cluster, ns, "toggle", "Stopped", stopReason="UserRequested")
     sh.wait_no_pods(cluster, ns, "toggle")
     assert not sh.status(stopped).get("session")
-    wait_for(
-        lambda: sh.gone(lambda: cluster.core.read_namespaced_service("toggle", ns)),
-        timeout=20,
-        message="the session's service to be deleted",
-    )
+    # The session is the pod alone: the studio's Service (and connect grant) stay while stopped,
+    # selecting no pod, and are not rewritten by the next start.
+    kept = cluster.core.read_namespaced_service("toggle", ns)
+    assert kept.metadata.owner_references[0].uid == stopped["metadata"]["uid"]
+    assert not cluster.core.list_namespaced_pod(
+        ns, label_selector=",".join(f"{k}={v}" for k, v in kept.spec.selector.items())
+    ).items
     sh.wait_event(cluster, ns, "toggle", "SessionStopped")
     assert sh.cond_true(stopped, "Ready") and not sh.cond_true(stopped, "Stalled")
 
@@ -147,7 +149,9 @@ def test_stop_and_start(cluster: Cluster, ns: str) -> None:
     assert len(pods) == 1 and pods[0].metadata.uid != first_pod
     assert sh.status(second).get("stopReason") is None
     assert sh.status(second)["session"]["startedAt"] >= first_started
-    assert cluster.core.read_namespaced_service("toggle", ns)
+    again = cluster.core.read_namespaced_service("toggle", ns)
+    assert again.metadata.uid == kept.metadata.uid
+    assert again.metadata.resource_version == kept.metadata.resource_version
 
 
 def test_a_pod_slow_to_terminate_keeps_the_studio_stopping(cluster: Cluster, ns: str) -> None:
@@ -418,13 +422,17 @@ def test_kubectl_get_studios_columns(cluster: Cluster, ns: str, tmp_path: Path) 
     cache = f"--cache-dir={tmp_path}"  # fresh discovery, as on a new machine
     out = cluster.kubectl(cache, "get", "studios", "-n", ns).stdout
     header, *rows = out.strip().splitlines()
-    assert header.split() == ["NAME", "PHASE", "IMAGE", "PRIVATE", "EXPIRES", "AGE"]
+    assert header.split() == ["NAME", "PHASE", "READY", "REASON", "IMAGE", "PRIVATE", "EXPIRES", "AGE"]
     table = {r.split()[0]: r.split() for r in rows}
-    assert table["shown"][1:5] == ["Running", sh.IMAGE, "true", sh.status(studio)["session"]["expiresAt"]]
-    assert table["idle"][1:4] == ["Stopped", sh.IMAGE, "false"]
-    assert len(table["idle"]) == 5 or table["idle"][4] == "<none>"  # no expiry without a session
+    expires = sh.status(studio)["session"]["expiresAt"]
+    assert table["shown"][1:7] == ["Running", "True", "SessionRunning", sh.IMAGE, "true", expires]
+    assert table["idle"][1:6] == ["Stopped", "True", "NeverStarted", sh.IMAGE, "false"]
+    assert len(table["idle"]) == 7 or table["idle"][6] == "<none>"  # no expiry without a session
     wide = cluster.kubectl(cache, "get", "st", "-n", ns, "-o", "wide").stdout
-    assert "REASON" in wide and "ENVIRONMENT" in wide and "NeverStarted" in wide
+    wide_header, *wide_rows = wide.strip().splitlines()
+    assert wide_header.split()[-3:] == ["ENVIRONMENT", "MESSAGE", "AGE"]
+    idle = next(r for r in wide_rows if r.startswith("idle "))
+    assert "set spec.state to Running to start a session" in idle
 
 
 def test_workspace_volume_is_kept_across_sessions(cluster: Cluster, ns: str) -> None:

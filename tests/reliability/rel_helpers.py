@@ -215,9 +215,12 @@ def problems(cluster: Cluster, model: Model, snap: dict[str, Any] | None = None)
                 )
             if st.get("session"):
                 out.append(f"{name}: stopped but status.session is {st.get('session')}")
-            for kind in ("pods", "services", "roles", "rolebindings"):
-                if owned.get(kind):
-                    out.append(f"{name}: stopped but has {len(owned[kind])} {kind}")
+            if owned.get("pods"):
+                out.append(f"{name}: stopped but has {len(owned['pods'])} pods")
+            # The Service and connect grant live as long as the studio: one each at most.
+            for kind in ("services", "roles", "rolebindings"):
+                if len(owned.get(kind, [])) > 1:
+                    out.append(f"{name}: stopped with {len(owned[kind])} {kind}")
         if exp.mounts and exp.sessions:
             # one PV + PVC per (studio, data link), kept while the studio exists
             for kind in ("pvcs", "pvs"):

@@ -99,7 +99,6 @@ def test_created_by_cannot_change_or_appear() -> None:
         lambda b: b["metadata"]["annotations"].update({"studios.dev/restart": "2026-11-25T10:00:00Z"}),
         lambda b: b["metadata"]["annotations"].update({"studios.dev/session-lifespan-hours": "12"}),
         lambda b: b["metadata"].update(resourceVersion="11", generation=2, managedFields=[{"manager": "x"}]),
-        lambda b: b["metadata"]["finalizers"].clear(),
         lambda b: b["metadata"].update(deletionTimestamp="2026-11-25T10:00:00Z"),
         lambda b: b["status"].update(phase="Stopped"),
         lambda b: b["metadata"]["annotations"].update(
@@ -215,8 +214,10 @@ def test_object_refs() -> None:
     ]
     refs = adm.object_refs("studios", studio(env=env))
     assert refs == [
-        adm.ObjectRef("secrets", "db", "spec.env[1].valueFrom.secretKeyRef.name"),
-        adm.ObjectRef("configmaps", "cfg", "spec.env[2].valueFrom.configMapKeyRef.name"),
+        adm.ObjectRef("secrets", "db", "spec.env[1].valueFrom.secretKeyRef.name", key="pw", variable="B"),
+        adm.ObjectRef(
+            "configmaps", "cfg", "spec.env[2].valueFrom.configMapKeyRef.name", key="k", variable="C"
+        ),
     ]
     ce = {"spec": {"credentialsSecret": "aws", "env": env[1:2]}}
     assert [r.path for r in adm.object_refs("computeenvironments", ce)] == [
@@ -227,6 +228,129 @@ def test_object_refs() -> None:
     assert adm.new_refs("studios", studio(env=env), studio(env=env)) == []
     more = [*env, {"name": "E", "valueFrom": {"secretKeyRef": {"name": "other"}}}]
     assert [r.name for r in adm.new_refs("studios", studio(env=env), studio(env=more))] == ["other"]
+
+
+def secret_env(name: str, secret: str, key: str | None) -> dict[str, Any]:
+    ref = {"name": secret} if key is None else {"name": secret, "key": key}
+    return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        # the same key under another name in the same secret: the key changed
+        ([secret_env("U", "db", "username")], [secret_env("U", "db", "password")], ["password"]),
+        # a new variable reading another key of an already referenced secret
+        (
+            [secret_env("U", "db", "username")],
+            [secret_env("U", "db", "username"), secret_env("P", "db", "password")],
+            ["password"],
+        ),
+        # a new variable reading the same key (another copy the requester decides on)
+        (
+            [secret_env("U", "db", "username")],
+            [secret_env("U", "db", "username"), secret_env("V", "db", "username")],
+            ["username"],
+        ),
+        # a key added to a reference that had none (and the reverse)
+        ([secret_env("U", "db", None)], [secret_env("U", "db", "password")], ["password"]),
+        ([secret_env("U", "db", "password")], [secret_env("U", "db", None)], [None]),
+        # unchanged, reordered or removed references are not new
+        (
+            [secret_env("U", "db", "username"), secret_env("P", "db", "password")],
+            [secret_env("P", "db", "password"), secret_env("U", "db", "username")],
+            [],
+        ),
+        ([secret_env("U", "db", "username")], [], []),
+    ],
+)
+def test_new_refs_compare_the_key_and_the_variable(
+    before: list[Any], after: list[Any], expected: list[str | None]
+) -> None:
+    assert [r.key for r in adm.new_refs("studios", studio(env=before), studio(env=after))] == expected
+
+
+def test_ref_denial_names_the_key() -> None:
+    (ref,) = adm.new_refs("studios", None, studio(env=[secret_env("P", "db", "password")]))
+    assert adm.ref_denied_message(ref, "mal", "team-a") == (
+        'spec.env[0].valueFrom.secretKeyRef.name: user "mal" cannot get secret "db" (key "password") '
+        'in namespace "team-a", so may not make the operator use it'
+    )
+
+
+def test_finalizers_need_configure_except_the_garbage_collectors() -> None:
+    old = studio()
+    for change in (
+        lambda b: b["metadata"]["finalizers"].clear(),
+        lambda b: b["metadata"]["finalizers"].append("example.com/hold"),
+        lambda b: b["metadata"].pop("finalizers"),
+        lambda b: b["metadata"]["finalizers"].append("foregroundDeletion"),
+    ):
+        assert adm.configuration_changes(old, changed(old, change)) == ["metadata.finalizers"]
+    deleting = changed(old, lambda b: b["metadata"]["finalizers"].extend(["foregroundDeletion", "orphan"]))
+    assert adm.configuration_changes(deleting, studio()) == []  # what the garbage collector does
+    assert "changing metadata.finalizers requires the studios-maintain role" in adm.configure_denied_message(
+        ["metadata.finalizers"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "who", "allowed"),
+    [
+        (False, True, "alice", True),  # the creator, both ways
+        (True, False, "alice", True),
+        (True, False, "erin", False),  # an admin
+        (False, True, "erin", False),
+        (True, False, "system:admin", False),
+        (True, True, "erin", True),  # unchanged
+        (None, False, "erin", True),  # unset is false
+    ],
+)
+def test_only_the_creator_changes_private(before: bool | None, after: bool, who: str, allowed: bool) -> None:
+    old = studio() if before is None else studio(private=before)
+    message = adm.private_violation(old, studio(private=after), who)
+    if allowed:
+        assert message is None
+    else:
+        assert message == f'spec.private: only its creator "alice" may change it (user "{who}" may not)'
+
+
+def test_private_without_creator_is_frozen() -> None:
+    old = changed(studio(private=True), lambda b: b["metadata"].pop("annotations"))
+    message = adm.private_violation(old, studio(private=False), "alice")
+    assert message and message.startswith("spec.private: only its creator, and this studio has no recorded")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "paths"),
+    [
+        ({}, {"serviceAccountName": "ci"}, ["spec.serviceAccountName"]),
+        ({"serviceAccountName": "ci"}, {"serviceAccountName": "ci"}, []),
+        ({"serviceAccountName": "ci"}, {}, []),  # dropping power needs nothing
+        ({}, {"securityProfile": "Baseline"}, ["spec.securityProfile"]),
+        ({}, {"securityProfile": "Restricted"}, []),
+        ({"securityProfile": "Baseline"}, {"securityProfile": "Baseline", "region": "eu-west-1"}, []),
+        ({}, {"storage": {"driver": "fuse"}}, ["spec.storage.driver"]),
+        ({}, {"storage": {"driver": "csi", "fuseImage": "evil:1"}}, ["spec.storage.fuseImage"]),
+        (
+            {"storage": {"driver": "fuse", "fuseImage": "a:1"}},
+            {"storage": {"driver": "fuse", "fuseImage": "b:1"}},
+            ["spec.storage.fuseImage"],
+        ),
+        (
+            {"imagePullSecrets": [{"name": "a"}]},
+            {"imagePullSecrets": [{"name": "b"}, {"name": "a"}]},
+            ["spec.imagePullSecrets[0]"],
+        ),
+        ({}, {"env": [{"name": "A", "value": "1"}], "tolerations": [{"key": "gpu"}]}, []),
+    ],
+)
+def test_power_fields(before: dict[str, Any], after: dict[str, Any], paths: list[str]) -> None:
+    assert adm.power_field_changes({"spec": before}, {"spec": after}) == paths
+    if paths:
+        message = adm.pods_denied_message(paths, "erin", "team-a")
+        assert message.startswith(f'{paths[0]}: requires permission to create pods in namespace "team-a"')
+        assert '(user "erin" may not)' in message
 
 
 def test_sar_body_carries_the_whole_user() -> None:
@@ -412,6 +536,91 @@ def test_other_kinds(api: FakeApi) -> None:
         )
 
 
+def validate_ce(operation: str, old: dict[str, Any] | None, spec: dict[str, Any], who: str) -> None:
+    check = adm._validate_kind("computeenvironments")
+    asyncio.run(
+        check(
+            userinfo=user(who),
+            name="gpu",
+            namespace="team-a",
+            operation=operation,
+            old=old,
+            new={"spec": spec},
+        )
+    )
+
+
+def test_power_fields_need_create_pods(api: FakeApi) -> None:
+    spec = {"serviceAccountName": "ci", "storage": {"driver": "fuse", "fuseImage": "evil:1"}}
+    with pytest.raises(kopf.AdmissionError) as exc:
+        validate_ce("CREATE", None, spec, "erin")
+    assert exc.value.code == 403
+    assert str(exc.value).startswith(
+        "spec.serviceAccountName: requires permission to create pods in namespace"
+    )
+    assert "spec.storage.driver: requires" in str(exc.value) and "spec.storage.fuseImage" in str(exc.value)
+    assert api.reviews == [("erin", "create", "pods", None)]
+    api.allowed.add(("paula", "create", "pods"))
+    validate_ce("CREATE", None, spec, "paula")
+    # an unrelated change to an environment that has them costs no review
+    api.reviews.clear()
+    validate_ce("UPDATE", {"spec": spec}, {**spec, "region": "eu-west-1"}, "erin")
+    assert api.reviews == []
+
+
+def test_placement_beyond_the_environment_needs_create_pods(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {
+        "nodeSelector": {"pool": "cpu"},
+        "allowedNodeSelectors": {"pool": ["gpu"]},
+        "allowedTolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+
+    async def environment(namespace: str, name: str) -> Any:
+        return env if name == "known-env" else None
+
+    monkeypatch.setattr(adm, "_environment_spec", environment)
+    ok = studio(
+        computeEnvironment="known-env",
+        nodeSelector={"pool": "gpu"},
+        tolerations=[{"key": "gpu", "operator": "Equal", "value": "a100", "effect": "NoSchedule"}],
+    )
+    validate("CREATE", None, ok, "alice")
+    assert api.reviews == []
+    bad = studio(computeEnvironment="known-env", nodeSelector={"pool": "control-plane"})
+    with pytest.raises(kopf.AdmissionError) as exc:
+        validate("CREATE", None, bad, "alice")
+    assert exc.value.code == 403 and str(exc.value).startswith(
+        'spec.nodeSelector["pool"]: "control-plane" is neither the nodeSelector of ComputeEnvironment '
+        '"known-env" nor in its allowedNodeSelectors; choosing other placement requires permission to '
+        'create pods in namespace "team-a" (user "alice" may not)'
+    )
+    # moving to an environment that does not exist re-checks the whole placement
+    with pytest.raises(kopf.AdmissionError, match='ComputeEnvironment "gone" does not exist'):
+        validate("UPDATE", ok, changed(ok, lambda b: b["spec"].update(computeEnvironment="gone")), "alice")
+    api.allowed.add(("alice", "create", "pods"))
+    validate("CREATE", None, bad, "alice")
+
+
+def test_private_is_the_creators(api: FakeApi) -> None:
+    old = studio(private=True)
+    api.allowed.add(("erin", "configure", "studios"))
+    with pytest.raises(kopf.AdmissionError) as exc:
+        validate("UPDATE", old, studio(private=False), "erin")
+    assert exc.value.code == 403 and str(exc.value).startswith("spec.private: only its creator")
+    validate("UPDATE", old, studio(private=False), "alice")
+
+
+def test_launcher_cannot_touch_finalizers(api: FakeApi) -> None:
+    old = studio()
+    with pytest.raises(
+        kopf.AdmissionError, match=r"changing metadata\.finalizers requires the studios-maintain"
+    ):
+        validate("UPDATE", old, changed(old, lambda b: b["metadata"]["finalizers"].clear()), "bob")
+    validate("UPDATE", old, changed(old, lambda b: b["metadata"]["finalizers"].clear()), "alice")
+
+
 def test_no_client_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(adm, "_state", adm._State())
     old = studio()
@@ -477,3 +686,32 @@ def test_configure_admission_modes(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="webhook mode"):
         adm.configure_admission(settings, "tunnel", "x", 0, tmp_path)
+
+
+def test_webhook_server_reads_reviews_beyond_one_mebibyte() -> None:
+    """aiohttp refuses bodies over 1 MiB (413) unless told otherwise: the old and new object of a
+    large studio are more than that."""
+    import aiohttp
+
+    seen: list[int] = []
+
+    async def fn(data: Any, **_: Any) -> dict[str, Any]:
+        seen.append(len(data["request"]["object"]["blob"]))
+        return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"allowed": True}}
+
+    async def main() -> int:
+        server = adm.WebhookServer(addr="127.0.0.1", host="127.0.0.1", insecure=True)
+        serving = server(fn).__aiter__()
+        config = await serving.__anext__()
+        review = {"request": {"uid": "1", "object": {"blob": "x" * (3 * 1024 * 1024)}}}
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(f"{config['url']}/validate-studio", json=review) as response,
+            ):
+                return response.status
+        finally:
+            await serving.aclose()  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) == 200
+    assert seen == [3 * 1024 * 1024]

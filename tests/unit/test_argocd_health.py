@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from argocd_health import health, script
+from argocd_health import health, script, script_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +36,7 @@ def studio(
     ready: bool = False,
     reconciling: bool = False,
     message: str = "msg",
+    stop_reason: str | None = None,
 ) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "apiVersion": "studios.dev/v1alpha1",
@@ -47,6 +48,7 @@ def studio(
         obj["status"] = {
             "observedGeneration": observed,
             "phase": phase,
+            "stopReason": stop_reason,
             "message": message,
             "conditions": [
                 cond("Ready", ready, "SessionRunning" if ready else "X"),
@@ -68,7 +70,9 @@ def studio(
         (studio("Running", ready=True), "Healthy"),
         (studio("Starting", reconciling=True), "Progressing"),
         (studio("Stopping", reconciling=True), "Progressing"),
-        (studio("Stopped", ready=True), "Suspended"),
+        (studio("Stopped", ready=True, stop_reason="UserRequested"), "Healthy"),  # stopped as declared
+        (studio("Stopped", ready=True, stop_reason="NeverStarted"), "Healthy"),
+        (studio("Stopped", ready=True, stop_reason="LifespanExpired"), "Suspended"),  # someone must act
         (studio("Errored", stalled=True), "Degraded"),
         (studio("Errored"), "Degraded"),  # a session that failed on its own: no Stalled, still Degraded
         (studio("Stopped", stalled=True), "Degraded"),  # configuration error: no pod, Stalled
@@ -90,10 +94,66 @@ def test_messages() -> None:
     assert "generation 4" in health(studio("Running", generation=4, observed=3))["message"]
 
 
-def test_shipped_in_docs() -> None:
-    """docs/gitops.md carries the same script (for argocd-cm and the argo-cd chart's values)."""
+@pytest.mark.parametrize("kind", ["Studio", "DataLink"])
+def test_shipped_in_docs(kind: str) -> None:
+    """docs/gitops.md carries the same scripts (for argocd-cm and the argo-cd chart's values)."""
     docs = (ROOT / "docs" / "gitops.md").read_text()
-    body = script().strip()
+    body = script(kind).strip()
     for indent in (4, 6):  # argocd-cm, and the argo-cd Helm chart's values
         indented = "\n".join((" " * indent + line) if line else "" for line in body.splitlines())
-        assert indented in docs
+        assert f"resource.customizations.health.studios.dev_{kind}: |\n{indented}" in docs
+
+
+def link(
+    *,
+    generation: int = 2,
+    observed: int | None = 2,
+    ready: bool,
+    reason: str,
+    stalled: bool,
+    reconciling: bool,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "studios.dev/v1alpha1",
+        "kind": "DataLink",
+        "metadata": {"name": "genomes", "namespace": "team-a", "generation": generation},
+        "status": {
+            "observedGeneration": observed,
+            "conditions": [
+                cond("Ready", ready, reason, f"{reason} message", generation),
+                cond("Reconciling", reconciling, reason if reconciling else "Checked", "", generation),
+                cond(
+                    "Stalled", stalled, reason if stalled else "NotStalled", f"{reason} message", generation
+                ),
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (link(ready=True, reason="BucketReachable", stalled=False, reconciling=False), "Healthy"),
+        (link(ready=False, reason="NoSuchBucket", stalled=True, reconciling=False), "Degraded"),
+        (link(ready=False, reason="EndpointUnreachable", stalled=False, reconciling=True), "Progressing"),
+        (
+            link(ready=True, reason="BucketReachable", stalled=False, reconciling=False, observed=1),
+            "Progressing",
+        ),
+        (
+            link(ready=True, reason="BucketReachable", stalled=False, reconciling=False, observed=None),
+            "Progressing",
+        ),
+        ({"kind": "DataLink", "metadata": {"name": "x", "generation": 1}}, "Progressing"),
+    ],
+)
+def test_datalink_health(obj: dict[str, Any], expected: str) -> None:
+    verdict = health(obj, "DataLink")
+    assert verdict["status"] == expected
+    if expected == "Degraded":
+        assert verdict["message"] == "NoSuchBucket message"
+
+
+def test_script_paths() -> None:
+    assert script_path("Studio").name == "argocd-health.lua"
+    assert script_path("DataLink").name == "argocd-health-datalink.lua"

@@ -31,7 +31,7 @@ def test_normalise_bucket(ref: str, bucket: str) -> None:
         ("s3://ref/hg38", ("ref", "hg38")),
         ("s3://ref/hg38/", ("ref", "hg38")),
         ("s3://ref//a//b/", ("ref", "a/b")),
-        ("s3://my.bucket-1/x y", ("my.bucket-1", "x y")),
+        ("s3://ref/runs/2024-01_v(2)/a=b+c@d~e!", ("ref", "runs/2024-01_v(2)/a=b+c@d~e!")),
     ],
 )
 def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
@@ -49,6 +49,14 @@ def test_parse_s3_uri(uri: str, expected: tuple[str, str]) -> None:
         "s3://a..b",
         "s3://192.168.1.1",
         "s3://ref/../x",
+        # Characters a mount option could split at, or that shells treat specially.
+        "s3://ref/p,allow-root",
+        "s3://ref/x y",
+        "s3://ref/a\tb",
+        "s3://ref/it's",
+        "s3://ref/$(id)",
+        "s3://ref/a;b",
+        "s3://ref/a*",
     ],
 )
 def test_parse_s3_uri_rejects(uri: str) -> None:

@@ -226,28 +226,59 @@ def test_duration_and_relative() -> None:
     assert fmt.relative(NOW - timedelta(minutes=5), NOW) == "5m ago"
 
 
+def ready(status: str, reason: str, message: str) -> list[dict[str, Any]]:
+    return [{"type": "Ready", "status": status, "reason": reason, "message": message}]
+
+
 def test_ls_table() -> None:
     rows = [
         studio(
             "b",
             phase="Running",
             session={"startedAt": "2026-11-25T11:00:00Z", "expiresAt": "2026-11-25T19:00:00Z"},
+            conditions=ready("True", "SessionRunning", "the session is running"),
         ),
-        studio("a", phase="Stopped", stopReason="LifespanExpired"),
+        studio(
+            "a",
+            phase="Stopped",
+            stopReason="LifespanExpired",
+            conditions=ready("True", "LifespanExpired", "the session reached the end of its lifespan"),
+        ),
         studio("c", phase="Running", session={"startedAt": "2026-11-25T11:00:00Z", "expiresAt": None}),
         {**studio("d"), "status": None},
+        # Stalled: no stopReason, the Ready reason says why (as `kubectl get` shows it)
+        studio(
+            "e",
+            phase="Stopped",
+            conditions=ready("False", "EnvironmentNotFound", "ComputeEnvironment 'x' does not exist"),
+        ),
     ]
     rows[1]["spec"]["private"] = True
     del rows[2]["metadata"]["annotations"]
     text = fmt.ls_table(rows, NOW, all_namespaces=False)
     lines = text.splitlines()
-    assert lines[0].split() == ["NAME", "PHASE", "EXPIRES", "PRIVATE", "CREATOR", "AGE"]
-    assert lines[1].split() == ["a", "Stopped", "(LifespanExpired)", "-", "true", "alice", "2h"]
-    assert lines[2].split() == ["b", "Running", "in", "7h", "false", "alice", "2h"]
-    assert lines[3].split() == ["c", "Running", "never", "false", "<none>", "2h"]
-    assert lines[4].split()[:2] == ["d", "Pending"]
-    wide = fmt.ls_table(rows, NOW, all_namespaces=True)
-    assert wide.splitlines()[0].split()[0] == "NAMESPACE" and "team-a" in wide.splitlines()[1]
+    assert lines[0].split() == ["NAME", "PHASE", "READY", "REASON", "EXPIRES", "PRIVATE", "CREATOR", "AGE"]
+    assert lines[1].split() == [
+        "a",
+        "Stopped",
+        "(LifespanExpired)",
+        "True",
+        "LifespanExpired",
+        "-",
+        "true",
+        "alice",
+        "2h",
+    ]
+    assert lines[2].split() == ["b", "Running", "True", "SessionRunning", "in", "7h", "false", "alice", "2h"]
+    assert lines[3].split() == ["c", "Running", "<none>", "<none>", "never", "false", "<none>", "2h"]
+    assert lines[4].split()[:4] == ["d", "Pending", "<none>", "<none>"]
+    assert lines[5].split()[:4] == ["e", "Stopped", "False", "EnvironmentNotFound"]
+    every = fmt.ls_table(rows, NOW, all_namespaces=True)
+    assert every.splitlines()[0].split()[0] == "NAMESPACE" and "team-a" in every.splitlines()[1]
+    wide = fmt.ls_table(rows, NOW, all_namespaces=False, wide=True).splitlines()
+    assert wide[0].split()[-1] == "MESSAGE"
+    assert wide[5].endswith("ComputeEnvironment 'x' does not exist")
+    assert main.build_parser().parse_args(["ls", "-o", "wide"]).output == "wide"
 
 
 # ---------------------------------------------------------------- describe

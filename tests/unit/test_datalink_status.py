@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from studio_operator import kube, s3
+from studio_operator.config import OPTIONS
 from studio_operator.handlers import datalinks as dl
+from studio_operator.resources.endpoints import S3Policy, parse_endpoints, parse_shared_buckets
 from studio_operator.resources.links import link_status, ready_flip, status_needs_patch
 
 NOW = "2026-11-25T10:00:00Z"
@@ -176,10 +178,14 @@ def api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
     return fake
 
 
-def link_body(uri: str, secret: str | None = "creds", st: dict[str, Any] | None = None) -> dict[str, Any]:
+def link_body(
+    uri: str, secret: str | None = "creds", st: dict[str, Any] | None = None, endpoint: str | None = None
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"uri": uri}
     if secret:
         spec["credentialsSecret"] = secret
+    if endpoint:
+        spec["endpointURL"] = endpoint
     return {
         "apiVersion": "studios.dev/v1alpha1",
         "kind": "DataLink",
@@ -227,10 +233,49 @@ def test_check_flow_failures(api: FakeApi) -> None:
     assert api.patches[-1]["bucket"] == "data"
 
 
-def test_operator_credentials_when_no_secret(api: FakeApi) -> None:
+def test_operator_credentials_when_no_secret(api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = S3Policy(shared_buckets=parse_shared_buckets(["team-a=data"]))
+    monkeypatch.setattr(OPTIONS, "s3_policy", policy)
     asyncio.run(dl.check_link(link_body("s3://data", secret=None)))
     assert api.checks[-1]["credentials"] is None
     assert api.checks[-1]["source"] == "the operator's own credentials"
+    assert api.checks[-1]["policy"] is policy
+
+
+@pytest.mark.parametrize(
+    ("uri", "endpoint", "reason"),
+    [
+        ("s3://other-team", None, "BucketNotAllowed"),  # not bound to team-a
+        ("s3://data", "http://203.0.113.9:9000", "CredentialsRequired"),  # a tenant endpoint
+        ("s3://data", "https://s3.example.com", "BucketNotAllowed"),  # allowed endpoint, bucket not bound
+    ],
+)
+def test_shared_identity_refused_without_a_request(
+    api: FakeApi, monkeypatch: pytest.MonkeyPatch, uri: str, endpoint: str | None, reason: str
+) -> None:
+    monkeypatch.setattr(
+        OPTIONS,
+        "s3_policy",
+        S3Policy(
+            allowed_endpoints=parse_endpoints(["https://s3.example.com"]),
+            shared_buckets=parse_shared_buckets(["team-a=data-*,data;team-b=*"]),
+        ),
+    )
+    if reason == "BucketNotAllowed" and endpoint:
+        uri = "s3://data-not-here"
+        monkeypatch.setattr(
+            OPTIONS,
+            "s3_policy",
+            S3Policy(
+                allowed_endpoints=parse_endpoints(["https://s3.example.com"]),
+                shared_buckets=parse_shared_buckets(["team-b=*"]),
+            ),
+        )
+    ready, _ = asyncio.run(dl.check_link(link_body(uri, secret=None, endpoint=endpoint)))
+    cond = api.patches[-1]["conditions"][0]
+    assert not ready and cond["reason"] == reason and "credentialsSecret" in cond["message"]
+    assert api.events[-1][:2] == ("Warning", reason)
+    assert api.checks == []  # S3 was never asked, with any identity
 
 
 def test_region_kept_when_check_cannot_tell(api: FakeApi) -> None:

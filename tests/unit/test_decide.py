@@ -168,7 +168,7 @@ CASES = [
         observed(studio("Stopped")),
         "Stopped",
         "NeverStarted",
-        [["EndSession"]],
+        [],
         stop_reason="NeverStarted",
         deadline=None,
     ),
@@ -225,7 +225,7 @@ CASES = [
         observed(studio(status=RUNNING_STATUS, annotations={"studios.dev/restart": "r1"}), failed_pod()),
         "Errored",
         "SessionFailed",
-        [["EndSession"], ["ClearSessionAnnotation"]],
+        [["ClearSessionAnnotation"]],
         ["SessionFailed"],
         stop_reason="Failed",
         deadline=None,
@@ -241,7 +241,7 @@ CASES = [
         ),
         "Errored",
         "SessionFailed",
-        [["EndSession"]],
+        [],
         stop_reason="Failed",
         deadline=None,
         check=lambda p: p.status.message == "exit 1" or pytest.fail(p.status.message),
@@ -264,7 +264,7 @@ CASES = [
         observed(studio("Stopped", status=RUNNING_STATUS), pod()),
         "Stopping",
         "SessionStopping",
-        [["DeletePod", "EndSession", "ClearSessionAnnotation"]],
+        [["DeletePod", "ClearSessionAnnotation"]],
         stop_reason="UserRequested",
         deadline=None,
     ),
@@ -273,7 +273,7 @@ CASES = [
         observed(studio("Stopped", status={"phase": "Stopping", "stopReason": "UserRequested"})),
         "Stopped",
         "SessionStopped",
-        [["EndSession"]],
+        [],
         ["SessionStopped"],
         stop_reason="UserRequested",
         deadline=None,
@@ -359,18 +359,6 @@ CASES = [
         events=["NameConflict"],
         check=lambda p: p.retry_after == d.BLOCKED_RETRY_SECONDS or pytest.fail("no slow retry"),
     ),
-    Case(
-        "NameConflict: the Service's name is held by someone else's Service; no pod is created",
-        observed(
-            studio(),
-            service={
-                "metadata": {"name": NAME, "labels": {MANAGED_BY_KEY: MANAGED_BY_VALUE, STUDIO_LABEL: NAME}}
-            },
-        ),
-        "Stopped",
-        "NameConflict",
-        events=["NameConflict"],
-    ),
     # ---- lifespan: precedence, expiry, adoption
     Case(
         "default lifespan is 8 hours",
@@ -442,7 +430,7 @@ CASES = [
         observed(studio("Stopped"), workspace=workspace()),
         "Stopped",
         "NeverStarted",
-        [["EndSession"]],
+        [],
         stop_reason="NeverStarted",
         deadline=None,
         check=lambda p: cond(p, "LifespanLocked") or pytest.fail("lock"),
@@ -458,7 +446,7 @@ CASES = [
         ),
         "Stopping",
         "LifespanExpired",
-        [["RecordExpiry", "DeletePod", "EndSession"]],
+        [["RecordExpiry", "DeletePod"]],
         ["SessionExpired"],
         stop_reason="LifespanExpired",
         deadline=None,
@@ -469,7 +457,7 @@ CASES = [
         observed(studio(status={"phase": "Running", "session": session(ago(hours=9))})),
         "Stopping",
         "LifespanExpired",
-        [["RecordExpiry", "EndSession"]],
+        [["RecordExpiry"]],
         ["SessionExpired"],
         stop_reason="LifespanExpired",
         deadline=None,
@@ -482,7 +470,7 @@ CASES = [
         ),
         "Stopping",
         "LifespanExpired",
-        [["RecordExpiry", "DeletePod", "EndSession"]],
+        [["RecordExpiry", "DeletePod"]],
         ["SessionExpired"],
         stop_reason="LifespanExpired",
         deadline=None,
@@ -492,7 +480,7 @@ CASES = [
         observed(studio(status={"phase": "Stopping", "stopReason": "LifespanExpired", "heldRestart": ""})),
         "Stopped",
         "LifespanExpired",
-        [["EndSession"]],
+        [],
         stop_reason="LifespanExpired",
         deadline=None,
     ),
@@ -533,7 +521,7 @@ CASES = [
         observed(studio(), pod(created=ago(hours=9))),
         "Stopping",
         "LifespanExpired",
-        [["RecordExpiry", "DeletePod", "EndSession"]],
+        [["RecordExpiry", "DeletePod"]],
         ["SessionExpired"],
         stop_reason="LifespanExpired",
         deadline=None,
@@ -623,7 +611,9 @@ def test_a_missing_environment_does_not_stop_a_running_session() -> None:
 
 def test_a_session_started_by_this_pass_starts_now_with_its_mount_events() -> None:
     body = studio(status={"phase": "Stopped"}, mounts=[{"dataLink": "data"}])
-    plan = d.decide(observed(body, pod("Pending"), links={"data": link()}, started=True))
+    # pod-level credentials: the default S3 trust lends the driver's identity to no namespace
+    env = environment(serviceAccountName="studio")
+    plan = d.decide(observed(body, pod("Pending"), links={"data": link()}, started=True, environment=env))
     assert plan.status.session is not None and plan.status.session.started_at == format_time(NOW)
     assert plan.status.mounts and plan.status.mounts[0].data_link == "data"
     assert plan.status.inherited_labels == []

@@ -15,6 +15,7 @@ from studio_operator.resources import names, session
 from studio_operator.resources.context import DEFAULT_GID as MOUNT_GID
 from studio_operator.resources.context import DEFAULT_UID as MOUNT_UID
 from studio_operator.resources.context import LinkView, SessionInputs, StudioRef
+from studio_operator.resources.endpoints import S3Policy, parse_endpoints, parse_shared_buckets
 from studio_operator.resources.links import link_view, mount_problem
 from studio_operator.resources.merge import merge_labels
 from studio_operator.resources.mounts import FUSE_CONTAINER, MountConfigError, plan_mounts
@@ -22,6 +23,10 @@ from studio_operator.resources.mounts import FUSE_CONTAINER, MountConfigError, p
 NS = "team-a"
 STUDIO = "rnaseq"
 SECRET_VALUE = "wJalrXUtnFEMI-not-a-real-secret"
+# Builder tests below are about manifests: an administrator who trusts every endpoint and bucket.
+TRUST_ALL = S3Policy(
+    allowed_endpoints=parse_endpoints(["http://*:*", "https://*:*"]), shared_buckets=(("*", ("*",)),)
+)
 
 
 def link(
@@ -55,6 +60,7 @@ def make_inputs(
     env: dict[str, Any] | None = None,
     mounts: list[str] | None = None,
     studio: str = STUDIO,
+    policy: S3Policy | None = None,
 ) -> SessionInputs:
     environment = ComputeEnvironmentSpec.model_validate(
         {"region": "eu-west-1", "resourceLabels": {"team": "genomics"}, **(env or {})}
@@ -73,6 +79,7 @@ def make_inputs(
         environment=environment,
         labels=merge_labels(environment.resource_labels, None, None, studio),
         links={x.name: x for x in links},
+        s3_policy=policy or TRUST_ALL,
     )
 
 
@@ -457,3 +464,87 @@ def test_link_view() -> None:
 
     broken = link_view("ref", {"metadata": {"generation": 1}, "spec": {"uri": "http://nope"}})
     assert broken is not None and not broken.ready and broken.reason == "InvalidSpec"
+
+
+# ------------------------------------------------------------------- shared identities (policy)
+
+TEAM_A_ONLY = S3Policy(shared_buckets=parse_shared_buckets([f"{NS}=team-a-*"]))
+
+
+@pytest.mark.parametrize(
+    ("env", "secret", "expected"),
+    [
+        # Mountpoint's CSI driver reads no Secret: its own identity, even with credentials.
+        ({}, None, "BucketNotAllowed"),
+        ({}, "link-creds", "BucketNotAllowed"),
+        ({"credentialsSecret": "env-creds"}, None, "BucketNotAllowed"),
+        ({"serviceAccountName": "team-a-s3"}, None, None),  # pod identity: the namespace's own
+        ({"storage": {"driver": "fuse", "fuseImage": "m:1"}}, None, "BucketNotAllowed"),  # the node's
+        ({"storage": {"driver": "fuse", "fuseImage": "m:1"}}, "link-creds", None),
+        ({"storage": {"driver": "fuse", "fuseImage": "m:1"}, "credentialsSecret": "env-creds"}, None, None),
+        ({"storage": {"csiDriver": "ru.yandex.s3.csi"}}, "link-creds", None),
+        ({"storage": {"csiDriver": "ru.yandex.s3.csi"}}, None, "BucketNotAllowed"),
+    ],
+)
+def test_shared_identity_mounts_only_buckets_bound_to_the_namespace(
+    env: dict[str, Any], secret: str | None, expected: str | None
+) -> None:
+    other = make_inputs([link("d", "s3://team-b-data", secret=secret)], env=env, policy=TEAM_A_ONLY)
+    own = make_inputs([link("d", "s3://team-a-data", secret=secret)], env=env, policy=TEAM_A_ONLY)
+    problem = mount_problem(other)
+    assert (problem[0] if problem else None) == expected
+    assert mount_problem(own) is None
+    if expected:
+        assert problem is not None and "team-b-data" in problem[1] and NS in problem[1]
+        with pytest.raises(MountConfigError) as err:
+            plan_mounts(other)
+        assert err.value.reason == expected
+
+
+def test_shared_identity_never_sent_to_a_tenant_endpoint() -> None:
+    tenant = link("d", "s3://team-a-data", endpoint="https://s3.tenant.example", secret="link-creds")
+    problem = mount_problem(make_inputs([tenant], policy=TEAM_A_ONLY))
+    assert problem is not None and problem[0] == "CredentialsRequired"
+    assert "https://s3.tenant.example" in problem[1]
+    trusted = S3Policy(
+        allowed_endpoints=parse_endpoints(["https://s3.tenant.example"]),
+        shared_buckets=TEAM_A_ONLY.shared_buckets,
+    )
+    assert mount_problem(make_inputs([tenant], policy=trusted)) is None
+    # With the tenant's own keys (fuse), the tenant endpoint is the tenant's business.
+    fuse = {"storage": {"driver": "fuse", "fuseImage": "m:1"}}
+    assert mount_problem(make_inputs([tenant], env=fuse, policy=TEAM_A_ONLY)) is None
+
+
+def test_default_policy_binds_nothing() -> None:
+    problem = mount_problem(make_inputs([link("d", "s3://data")], policy=S3Policy()))
+    assert problem is not None and problem[0] == "BucketNotAllowed"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "endpoint"),
+    [("p,allow-root", None), ("p allow-root", None), ("ok", "http://h:1,allow-root"), ("ok", "http://h:1 x")],
+)
+def test_unsafe_prefix_or_endpoint_never_reaches_mount_options(prefix: str, endpoint: str | None) -> None:
+    """A view built around validation (e.g. a link stored before the schema tightened)."""
+    spec = DataLinkSpec.model_construct(
+        uri=f"s3://data/{prefix}", endpoint_url=endpoint, credentials_secret=None
+    )
+    view = LinkView(name="d", spec=spec, bucket="data", prefix=prefix, region=None, ready=True)
+    for env in (
+        {},
+        {"storage": {"driver": "fuse", "fuseImage": "m:1"}},
+        {"storage": {"csiDriver": "ru.yandex.s3.csi"}},
+    ):
+        inputs = make_inputs([view], env=env)
+        problem = mount_problem(inputs)
+        assert problem is not None and problem[0] == "DataLinkInvalid"
+        with pytest.raises(MountConfigError):
+            plan_mounts(inputs)
+
+
+def test_comma_prefix_rejected_by_the_model_and_the_view() -> None:
+    with pytest.raises(ValueError):
+        DataLinkSpec.model_validate({"uri": "s3://data/p,allow-root"})
+    view = link_view("d", {"metadata": {"generation": 1}, "spec": {"uri": "s3://data/p,allow-root"}})
+    assert view is not None and not view.ready and view.reason == "InvalidSpec"

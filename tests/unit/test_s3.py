@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from s3_server import S3Server, closed_port, start_s3_server
 from studio_operator import s3
+from studio_operator.resources.endpoints import S3Policy, parse_endpoints, parse_networks
 from studio_operator.s3 import BucketCheck, Credentials, Reason
 
 
@@ -28,7 +30,18 @@ def creds(server: S3Server) -> Credentials:
     return Credentials(server.admin.access_key_id, server.admin.secret_access_key)
 
 
-def check(bucket: str, server: S3Server, credentials: Credentials | None, **kw: str | None) -> BucketCheck:
+def trusting(server: S3Server) -> S3Policy:
+    """The administrator allowed the loopback server (as hack/operator.sh does for `make run`)."""
+    return S3Policy(allowed_endpoints=parse_endpoints([server.endpoint]))
+
+
+def check(
+    bucket: str,
+    server: S3Server,
+    credentials: Credentials | None,
+    policy: S3Policy | None = None,
+    **kw: str | None,
+) -> BucketCheck:
     kw.setdefault("endpoint_url", server.endpoint)
     return asyncio.run(
         s3.check_bucket(
@@ -37,6 +50,7 @@ def check(bucket: str, server: S3Server, credentials: Credentials | None, **kw: 
             endpoint_url=kw["endpoint_url"],
             credentials=credentials,
             source="Secret team/s3",
+            policy=policy or trusting(server),
         )
     )
 
@@ -83,8 +97,42 @@ def test_access_denied(server: S3Server) -> None:
 
 
 def test_endpoint_unreachable(server: S3Server) -> None:
-    result = check("eu-data", server, creds(server), endpoint_url=f"http://127.0.0.1:{closed_port()}")
+    admin = S3Policy(allowed_endpoints=parse_endpoints(["http://127.0.0.1:*"]))
+    result = check("eu-data", server, creds(server), admin, endpoint_url=f"http://127.0.0.1:{closed_port()}")
     assert result.reason == Reason.ENDPOINT_UNREACHABLE and "spec.endpointURL" in result.message
+    assert "Error" not in result.message  # no exception kind: refused, timeout and TLS read alike
+
+
+def test_tenant_loopback_endpoint_refused_before_any_request(server: S3Server) -> None:
+    """Not allowed by the administrator: refused on its address, even with the tenant's own keys."""
+    for endpoint in (server.endpoint, server.endpoint.replace("127.0.0.1", "localhost")):
+        result = check("eu-data", server, creds(server), S3Policy(), endpoint_url=endpoint)
+        assert result.reason == Reason.ENDPOINT_NOT_ALLOWED and "loopback" in result.message
+
+
+def test_operator_identity_never_used_for_a_tenant_endpoint(server: S3Server) -> None:
+    tenant = S3Policy(allowed_networks=parse_networks(["127.0.0.0/8"]))
+    result = check("eu-data", server, None, tenant)
+    assert result.reason == Reason.CREDENTIALS_REQUIRED and "spec.credentialsSecret" in result.message
+    # With the tenant's keys and its network allowed, the same endpoint answers.
+    assert check("eu-data", server, creds(server), tenant).ok
+
+
+def test_tenant_unreachable_reads_alike_and_takes_the_floor(
+    server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3, "UNREACHABLE_FLOOR", 1.5)
+    tenant = S3Policy(allowed_networks=parse_networks(["127.0.0.0/8"]))
+    refused_url, unresolvable_url = f"http://127.0.0.1:{closed_port()}", "http://no-such-host.invalid"
+    started = time.monotonic()
+    refused = check("eu-data", server, creds(server), tenant, endpoint_url=refused_url)
+    assert time.monotonic() - started >= 1.5
+    unresolvable = check("eu-data", server, creds(server), tenant, endpoint_url=unresolvable_url)
+    assert refused.reason == unresolvable.reason == Reason.ENDPOINT_UNREACHABLE
+    assert refused.message.replace(refused_url, "URL") == unresolvable.message.replace(
+        unresolvable_url, "URL"
+    )
+    assert "Error" not in refused.message and "Error" not in unresolvable.message
 
 
 def test_no_credentials_at_all(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:

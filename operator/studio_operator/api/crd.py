@@ -19,33 +19,47 @@ from .kinds import ALL_KINDS, WorkspaceSettings
 
 _DROP = {"title", "$defs", "discriminator"}
 
-PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
+_READY = '.status.conditions[?(@.type=="Ready")]'
+# Columns shared by the kinds: Ready's reason and message always explain the state (the Stalled
+# or Reconciling reason when one applies: resources/conditions.kstatus_conditions).
+_READY_STATUS = {"name": "Ready", "type": "string", "jsonPath": _READY + ".status"}
+_READY_REASON = {"name": "Reason", "type": "string", "jsonPath": _READY + ".reason"}
+_READY_MESSAGE = {"name": "Message", "type": "string", "jsonPath": _READY + ".message", "priority": 1}
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+def _column(name: str, type_: str, path: str, wide: bool = False) -> dict[str, Any]:
+    return {"name": name, "type": type_, "jsonPath": path, **({"priority": 1} if wide else {})}
+
+
+_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "Studio": [
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Image", "type": "string", "jsonPath": ".spec.template.image"},
-        {"name": "Private", "type": "boolean", "jsonPath": ".spec.private"},
-        {"name": "Expires", "type": "string", "jsonPath": ".status.session.expiresAt"},
-        {"name": "Reason", "type": "string", "jsonPath": ".status.stopReason", "priority": 1},
-        {"name": "Environment", "type": "string", "jsonPath": ".spec.computeEnvironment", "priority": 1},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        _column("Phase", "string", ".status.phase"),
+        _READY_STATUS,
+        _READY_REASON,
+        _column("Image", "string", ".spec.template.image"),
+        _column("Private", "boolean", ".spec.private"),
+        _column("Expires", "string", ".status.session.expiresAt"),
+        _column("Environment", "string", ".spec.computeEnvironment", wide=True),
+        _READY_MESSAGE,
     ],
     "ComputeEnvironment": [
-        {"name": "Region", "type": "string", "jsonPath": ".spec.region"},
-        {"name": "Driver", "type": "string", "jsonPath": ".spec.storage.driver"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ],
-    "DataLink": [
-        {"name": "URI", "type": "string", "jsonPath": ".spec.uri"},
-        {"name": "Region", "type": "string", "jsonPath": ".status.region"},
-        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        _column("Region", "string", ".spec.region"),
+        _column("Driver", "string", ".spec.storage.driver"),
     ],
     "WorkspaceSettings": [
-        {"name": "Lifespan", "type": "string", "jsonPath": ".spec.studioLifespan.policy"},
-        {"name": "Hours", "type": "integer", "jsonPath": ".spec.studioLifespan.hours"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        _column("Lifespan", "string", ".spec.studioLifespan.policy"),
+        _column("Hours", "integer", ".spec.studioLifespan.hours"),
+    ],
+    "DataLink": [
+        _column("URI", "string", ".spec.uri"),
+        _column("Region", "string", ".status.region"),
+        _READY_STATUS,
+        _READY_REASON,
+        _READY_MESSAGE,
     ],
 }
+PRINTER_COLUMNS = {kind: [*columns, _AGE] for kind, columns in _COLUMNS.items()}  # Age last, as kubectl's
 
 ROOT_RULES: dict[str, list[dict[str, str]]] = {
     # The name is the value of the `studios.dev/studio` label on every object made for the studio
@@ -85,6 +99,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"cannot express anyOf {options} structurally")
         inner = structural(options[0], defs)
         outer = {k: v for k, v in node.items() if k not in _DROP}
+        if "properties" in outer:  # the field spells out a free-form type's fields: prune the rest
+            inner.pop("x-kubernetes-preserve-unknown-fields", None)
         # Hints attached to the field (outer) win over the type's own (inner).
         merged = {**inner, **outer}
         if nullable:
@@ -129,13 +145,18 @@ def _strip_status_defaults(node: Any) -> Any:
     return node
 
 
-def crd_for(model: type[KubeModel]) -> dict[str, Any]:
+def _root_schema(model: type[KubeModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
     props = {name: structural(sub, defs) for name, sub in raw["properties"].items()}
     if "status" in props:
         props["status"] = _strip_status_defaults(props["status"])
         props["status"].pop("nullable", None)
+        # Served with observedGeneration 0 until the operator writes the first status (the API
+        # server defaults it on every read): kstatus, Flux and Argo CD then read an object nobody
+        # has reconciled yet as InProgress, not Current, and a Flux CEL health check can refer to
+        # `status` without failing on an object that has none yet.
+        props["status"]["default"] = {"observedGeneration": 0}
     spec = props["spec"]
     spec.pop("nullable", None)
     root: dict[str, Any] = {
@@ -150,6 +171,11 @@ def crd_for(model: type[KubeModel]) -> dict[str, Any]:
     }
     if model.kind in ROOT_RULES:
         root["x-kubernetes-validations"] = ROOT_RULES[model.kind]
+    return root
+
+
+def crd_for(model: type[KubeModel]) -> dict[str, Any]:
+    root = _root_schema(model)
     kind: str = model.kind
     plural: str = model.plural
     version: dict[str, Any] = {
@@ -159,7 +185,7 @@ def crd_for(model: type[KubeModel]) -> dict[str, Any]:
         "schema": {"openAPIV3Schema": root},
         "additionalPrinterColumns": PRINTER_COLUMNS[kind],
     }
-    if "status" in props:
+    if "status" in root["properties"]:
         version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

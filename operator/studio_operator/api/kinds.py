@@ -11,8 +11,13 @@ from .common import (
     CONDITIONS_HINTS,
     DNS_LABEL,
     DNS_SUBDOMAIN,
+    ENDPOINT_URL,
     ENV_LIST_HINTS,
     LABEL_KEY,
+    MAP_KEYS_CEL,
+    MAP_KEYS_MSG,
+    MAX_ARG_LENGTH,
+    MAX_COMMAND_TOTAL,
     QUANTITY_SCHEMA,
     RESERVED_KEYS_MSG,
     S3_URI,
@@ -26,6 +31,8 @@ from .common import (
     k8s,
     labels_field,
     rule,
+    string_map,
+    total_length_rule,
 )
 
 MIN_LIFESPAN_HOURS = 1
@@ -99,8 +106,33 @@ class ComputeEnvironmentSpec(KubeModel):
     )
     region: str | None = Field(default=None, max_length=32, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
     resources: ResourceRequirements | None = None
-    node_selector: dict[str, str] | None = Field(default=None, json_schema_extra={"maxProperties": 64})
+    node_selector: dict[str, str] | None = string_map(64, 63)
     tolerations: list[Toleration] | None = Field(default=None, max_length=64)
+    allowed_node_selectors: dict[str, list[str]] | None = Field(
+        default=None,
+        description=(
+            "Node labels a studio may select beyond the environment's nodeSelector (key -> allowed "
+            "values); other values need permission to create pods in the namespace."
+        ),
+        json_schema_extra={
+            "maxProperties": 32,
+            "additionalProperties": {
+                "type": "array",
+                "maxItems": 32,
+                "items": {"type": "string", "maxLength": 63},
+                **k8s(list_type="set"),
+            },
+            **k8s(rules=[rule(MAP_KEYS_CEL, MAP_KEYS_MSG)]),
+        },
+    )
+    allowed_tolerations: list[Toleration] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Tolerations a studio may add beyond the environment's (an entry without effect allows "
+            "every effect; operator Exists allows every value); others need permission to create pods."
+        ),
+    )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         default=None, max_length=16, json_schema_extra=k8s(list_type="map", list_map_keys=["name"])
     )
@@ -125,9 +157,7 @@ class DataLinkSpec(KubeModel):
         description="s3://bucket or s3://bucket/prefix",
     )
     region: str | None = Field(default=None, max_length=32, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")
-    endpoint_url: str | None = Field(
-        default=None, alias="endpointURL", max_length=2048, pattern=r"^https?://[^\s/]+(/[^\s]*)?$"
-    )
+    endpoint_url: str | None = Field(default=None, alias="endpointURL", max_length=2048, pattern=ENDPOINT_URL)
     credentials_secret: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
 
 
@@ -173,8 +203,29 @@ class DesiredState(StrEnum):
 class Template(KubeModel):
     image: str = Field(min_length=1, max_length=1024, pattern=r"^\S+$")
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
-    command: list[str] | None = Field(default=None, max_length=64)
-    args: list[str] | None = Field(default=None, max_length=256)
+    command: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"items": {"type": "string", "maxLength": MAX_ARG_LENGTH}},
+    )
+    args: list[str] | None = Field(
+        default=None,
+        max_length=256,
+        json_schema_extra={"items": {"type": "string", "maxLength": MAX_ARG_LENGTH}},
+    )
+
+
+_COMMAND_SIZE = "(has(self.{0}) ? self.{0}.map(s, size(s)).sum() : 0)"
+TEMPLATE_HINTS = k8s(
+    rules=[
+        total_length_rule(
+            f"{_COMMAND_SIZE.format('command')} + {_COMMAND_SIZE.format('args')} <= {MAX_COMMAND_TOTAL}",
+            ("command", "args"),
+            MAX_COMMAND_TOTAL,
+            f"command and args together have at most {MAX_COMMAND_TOTAL} characters",
+        )
+    ]
+)
 
 
 class Mount(KubeModel):
@@ -190,7 +241,7 @@ class StudioSpec(KubeModel):
     display_name: str | None = Field(default=None, max_length=253)
     description: str | None = Field(default=None, max_length=4096)
     compute_environment: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
-    template: Template
+    template: Template = Field(json_schema_extra=TEMPLATE_HINTS)
     resources: ResourceRequirements | None = None
     env: list[EnvVar] | None = Field(default=None, max_length=256, json_schema_extra=ENV_LIST_HINTS)
     resource_labels: dict[str, str] | None = labels_field(
@@ -213,7 +264,9 @@ class StudioSpec(KubeModel):
             ),
         },
     )
-    node_selector: dict[str, str] | None = Field(default=None, json_schema_extra={"maxProperties": 64})
+    node_selector: dict[str, str] | None = string_map(
+        64, 63, "Node labels on top of the environment's; see allowedNodeSelectors for who may set which."
+    )
     tolerations: list[Toleration] | None = Field(default=None, max_length=64)
     private: bool = False
     lifespan: Lifespan | None = None

@@ -221,7 +221,8 @@ def cmd_ls(target: Target, all_namespaces: bool, output: str, out: TextIO) -> in
         where = "any namespace" if all_namespaces else f"namespace {target.namespace}"
         print(f"No studios found in {where}.", file=sys.stderr)
         return 0
-    out.write(fmt.ls_table(studios, fmt.now_utc(), all_namespaces=all_namespaces) + "\n")
+    table = fmt.ls_table(studios, fmt.now_utc(), all_namespaces=all_namespaces, wide=output == "wide")
+    out.write(table + "\n")
     return 0
 
 

@@ -81,10 +81,21 @@ def private(studio: Mapping[str, Any]) -> str:
     return "true" if (studio.get("spec") or {}).get("private") else "false"
 
 
-LS_HEADERS = ["NAME", "PHASE", "EXPIRES", "PRIVATE", "CREATOR", "AGE"]
+def ready_condition(studio: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The Ready condition: its status, and its reason and message that explain the state (the
+    same as `kubectl get studios` shows as READY, REASON and MESSAGE)."""
+    for cond in (studio.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return dict(cond)
+    return {}
 
 
-def ls_rows(studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespaces: bool) -> list[list[str]]:
+LS_HEADERS = ["NAME", "PHASE", "READY", "REASON", "EXPIRES", "PRIVATE", "CREATOR", "AGE"]
+
+
+def ls_rows(
+    studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespaces: bool, wide: bool = False
+) -> list[list[str]]:
     rows = []
     ordered = sorted(
         studios,
@@ -96,20 +107,27 @@ def ls_rows(studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespac
     for studio in ordered:
         meta = studio.get("metadata") or {}
         created = parse_time(meta.get("creationTimestamp"))
+        ready = ready_condition(studio)
         row = [
             str(meta.get("name", "")),
             phase(studio),
+            str(ready.get("status") or NONE),
+            str(ready.get("reason") or NONE),
             expiry(studio, now),
             private(studio),
             creator(studio),
             duration((now - created).total_seconds()) if created else "-",
         ]
+        if wide:
+            row.append(str(ready.get("message") or NONE))
         if all_namespaces:
             row.insert(0, str(meta.get("namespace", "")))
         rows.append(row)
     return rows
 
 
-def ls_table(studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespaces: bool) -> str:
-    headers = (["NAMESPACE"] if all_namespaces else []) + LS_HEADERS
-    return table(headers, ls_rows(studios, now, all_namespaces=all_namespaces))
+def ls_table(
+    studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespaces: bool, wide: bool = False
+) -> str:
+    headers = (["NAMESPACE"] if all_namespaces else []) + LS_HEADERS + (["MESSAGE"] if wide else [])
+    return table(headers, ls_rows(studios, now, all_namespaces=all_namespaces, wide=wide))

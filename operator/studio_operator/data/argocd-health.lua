@@ -2,9 +2,10 @@
 -- (argocd-cm: resource.customizations.health.studios.dev_Studio; see docs/gitops.md).
 --   no status yet, or status.observedGeneration < metadata.generation -> Progressing
 --   condition Stalled=True, or phase Errored                       -> Degraded
+--   condition Reconciling=True, phase Starting / Stopping          -> Progressing
 --   phase Running                                                   -> Healthy
---   phase Starting / Stopping                                       -> Progressing
---   phase Stopped                                                   -> Suspended
+--   phase Stopped, stopReason LifespanExpired (spec says Running)   -> Suspended
+--   phase Stopped on request (state: Stopped)                       -> Healthy
 local hs = {}
 if obj.status == nil or obj.status.phase == nil then
   hs.status = "Progressing"
@@ -35,8 +36,12 @@ elseif phase == "Running" then
   hs.status = "Healthy"
 elseif phase == "Starting" or phase == "Stopping" then
   hs.status = "Progressing"
-elseif phase == "Stopped" then
+elseif phase == "Stopped" and status.stopReason == "LifespanExpired" then
+  -- The spec asks for a running session: someone has to start a new one.
   hs.status = "Suspended"
+elseif phase == "Stopped" then
+  -- Stopped as declared: the desired state (Argo CD finishes a sync wave only on Healthy or Degraded).
+  hs.status = "Healthy"
 else
   hs.status = "Progressing"
 end

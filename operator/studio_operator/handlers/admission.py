@@ -3,10 +3,16 @@
 - mutating, Studio CREATE: stamp `studios.dev/created-by` from the API server's authenticated user
   (replacing anything the client sent); on UPDATE put it back if a client dropped it (a manifest
   re-applied with server-side apply or `kubectl replace` does not carry it).
-- validating, Studio UPDATE: created-by never changes; a change to anything but `spec.state` and
-  the restart / session-lifespan annotations needs the verb `configure` (SubjectAccessReview).
-- validating, all four kinds: reserved label keys, secrets and config maps the author cannot read,
-  the WorkspaceSettings name; plus warnings for references that do not exist (yet).
+- validating, Studio UPDATE: created-by never changes; only the creator changes `private`; a change
+  to anything but `spec.state` and the restart / session-lifespan annotations (finalizers included)
+  needs the verb `configure` (SubjectAccessReview).
+- validating, Studio: node placement beyond what the ComputeEnvironment has or allows needs
+  permission to create pods in the namespace.
+- validating, ComputeEnvironment: fields that give studio pods power (service account, pull
+  secrets, a profile other than Restricted, the fuse driver and its image) need permission to
+  create pods in the namespace: Kubernetes' own rule for who may run a pod with them.
+- validating, all four kinds: reserved label keys, secrets and config maps (each key) the author
+  cannot read, the WorkspaceSettings name; plus warnings for references that do not exist (yet).
 
 The operator's own writes (finalizers, its annotations) always pass: its identity is discovered at
 startup. Rules only look at what a request changes, so an object that predates a rule can still
@@ -23,7 +29,7 @@ import fcntl
 import ipaddress
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict, Unpack
@@ -40,6 +46,7 @@ from .. import rbac
 from ..api.common import CREATED_BY_ANNOTATION as CREATED_BY
 from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION, VERSION
 from ..api.pod_checks import spec_errors
+from ..resources import placement
 from ..resources.lifespan import parse_hours_annotation
 from ..resources.merge import is_reserved_label
 
@@ -50,7 +57,7 @@ logger = logging.getLogger(__name__)
 LAUNCH_ANNOTATIONS = frozenset({RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION})
 # Mirrors of the spec that change with it (the spec change itself is what gets checked).
 IGNORED_ANNOTATIONS = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
-# Written by the API server or by controllers (the garbage collector edits finalizers).
+# Written by the API server or by controllers.
 SERVER_METADATA = frozenset(
     {
         "resourceVersion",
@@ -61,12 +68,16 @@ SERVER_METADATA = frozenset(
         "selfLink",
         "deletionTimestamp",
         "deletionGracePeriodSeconds",
-        "finalizers",
         "name",
         "namespace",
         "generateName",
     }
 )
+# The garbage collector removes these when it has dealt with an object's dependents.
+GC_FINALIZERS = frozenset({"foregroundDeletion", "orphan"})
+# The API server sends admission reviews with the old and the new object: a request body is at most
+# 3 MiB and a stored object at most 1.5 MiB, so 16 MiB is more than it can send (aiohttp: 1 MiB).
+WEBHOOK_MAX_BODY = 16 * 1024 * 1024
 WORKSPACE_SETTINGS_NAME = "default"
 
 # Handler ids are the URL paths (`/<id>`): a webhook configuration shipped by the chart uses them.
@@ -142,32 +153,48 @@ def configuration_changes(old: Body, new: Body) -> list[str]:
     finalizers and server-written metadata are not configuration; owner references may be
     dropped (as the garbage collector does) but adding one could get the studio deleted.
     """
-    paths: list[str] = []
-    old_spec, new_spec = _spec(old), _spec(new)
-    for key in sorted(set(old_spec) | set(new_spec)):
-        if key != "state" and old_spec.get(key) != new_spec.get(key):
-            paths.append(f"spec.{key}")
-    for key in sorted((set(old) | set(new)) - {"apiVersion", "kind", "metadata", "spec", "status"}):
-        if old.get(key) != new.get(key):
-            paths.append(key)
     old_meta, new_meta = _meta(old), _meta(new)
-    old_labels, new_labels = old_meta.get("labels") or {}, new_meta.get("labels") or {}
-    for key in sorted(set(old_labels) | set(new_labels)):
-        if old_labels.get(key) != new_labels.get(key):
-            paths.append(f'metadata.labels["{key}"]')
-    old_ann, new_ann = _annotations(old), _annotations(new)
     skip = LAUNCH_ANNOTATIONS | IGNORED_ANNOTATIONS | {CREATED_BY}  # created-by has its own rule
-    for key in sorted((set(old_ann) | set(new_ann)) - skip):
-        if old_ann.get(key) != new_ann.get(key):
-            paths.append(f'metadata.annotations["{key}"]')
+    paths = [
+        *_changed(_spec(old), _spec(new), "spec.{}".format, {"state"}),
+        *_changed(old, new, str, {"apiVersion", "kind", "metadata", "spec", "status"}),
+        *_changed(old_meta.get("labels") or {}, new_meta.get("labels") or {}, 'metadata.labels["{}"]'.format),
+        *_changed(_annotations(old), _annotations(new), 'metadata.annotations["{}"]'.format, skip),
+    ]
+    if finalizers_changed(old_meta.get("finalizers"), new_meta.get("finalizers")):
+        paths.append("metadata.finalizers")
     old_refs = [r for r in old_meta.get("ownerReferences") or [] if isinstance(r, Mapping)]
     if any(ref not in old_refs for ref in new_meta.get("ownerReferences") or []):
         paths.append("metadata.ownerReferences")
-    handled = SERVER_METADATA | {"labels", "annotations", "ownerReferences"}
-    for key in sorted((set(old_meta) | set(new_meta)) - handled):
-        if old_meta.get(key) != new_meta.get(key):
-            paths.append(f"metadata.{key}")
+    handled = SERVER_METADATA | {"labels", "annotations", "ownerReferences", "finalizers"}
+    paths += _changed(old_meta, new_meta, "metadata.{}".format, handled)
     return paths
+
+
+def _changed(
+    old: Mapping[str, Any], new: Mapping[str, Any], path: Callable[[str], str], skip: Iterable[str] = ()
+) -> list[str]:
+    """The paths of the keys whose values differ, in key order."""
+    return [path(k) for k in sorted((set(old) | set(new)) - set(skip)) if old.get(k) != new.get(k)]
+
+
+def finalizers_changed(old: Iterable[str] | None, new: Iterable[str] | None) -> bool:
+    """A finalizer added or removed, apart from the garbage collector removing its own: a
+    launcher who strips the operator's finalizer skips its cleanup, one who adds another leaves the
+    studio Terminating for good."""
+    before, after = set(old or ()), set(new or ())
+    return bool((after - before) or (before - after - GC_FINALIZERS))
+
+
+def private_violation(old: Body, new: Body, username: str) -> str | None:
+    """Only the creator turns `private` on or off: a public studio is connectable by every
+    launcher and admin, so anyone else flipping it would hand out the creator's session."""
+    before, after = bool(_spec(old).get("private", False)), bool(_spec(new).get("private", False))
+    creator = _annotations(old).get(CREATED_BY)
+    if before == after or (creator is not None and creator == username):
+        return None
+    who = f'its creator "{creator}"' if creator else "its creator, and this studio has no recorded creator"
+    return f'spec.private: only {who} may change it (user "{username}" may not)'
 
 
 def configure_denied_message(paths: list[str]) -> str:
@@ -214,16 +241,35 @@ class ObjectRef:
     resource: str  # "secrets" | "configmaps"
     name: str
     path: str  # the field that names it, for the message
+    key: str | None = None  # the key read (env references); None: the whole object
+    variable: str | None = None  # the variable it lands in (env references)
+
+    @property
+    def identity(self) -> tuple[str, str, str | None, str | None]:
+        """What makes a reference new: a different object, key or variable, wherever it sits."""
+        return (self.resource, self.name, self.key, self.variable)
 
 
 def env_refs(path: str, env: Iterable[Any] | None) -> list[ObjectRef]:
     refs: list[ObjectRef] = []
     for i, var in enumerate(env or []):
-        source = (var.get("valueFrom") or {}) if isinstance(var, Mapping) else {}
-        for key, resource in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
-            name = (source.get(key) or {}).get("name")
+        if not isinstance(var, Mapping):
+            continue
+        source = var.get("valueFrom") or {}
+        for field, resource in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
+            ref = source.get(field) if isinstance(source, Mapping) else None
+            name = ref.get("name") if isinstance(ref, Mapping) else None
             if isinstance(name, str) and name:
-                refs.append(ObjectRef(resource, name, f"{path}[{i}].valueFrom.{key}.name"))
+                key = ref.get("key") if isinstance(ref, Mapping) else None
+                refs.append(
+                    ObjectRef(
+                        resource,
+                        name,
+                        f"{path}[{i}].valueFrom.{field}.name",
+                        key=str(key) if key is not None else None,
+                        variable=str(var.get("name")),
+                    )
+                )
     return refs
 
 
@@ -239,16 +285,54 @@ def object_refs(kind: str, body: Body | None) -> list[ObjectRef]:
 
 
 def new_refs(kind: str, old: Body | None, new: Body) -> list[ObjectRef]:
-    """References this request adds; those already present were checked when they were added."""
-    before = {(r.resource, r.name) for r in object_refs(kind, old)}
-    seen: set[tuple[str, str]] = set()
-    out: list[ObjectRef] = []
-    for ref in object_refs(kind, new):
-        key = (ref.resource, ref.name)
-        if key not in before and key not in seen:
-            seen.add(key)
-            out.append(ref)
-    return out
+    """References this request adds or changes: a new object, a new key of a referenced object,
+    or a referenced key put into another variable. Unchanged ones were checked when added."""
+    before = {r.identity for r in object_refs(kind, old)}
+    return [ref for ref in object_refs(kind, new) if ref.identity not in before]
+
+
+def ref_denied_message(ref: ObjectRef, username: str, namespace: str) -> str:
+    what = f'{ref.resource[:-1]} "{ref.name}"'
+    if ref.key is not None:
+        what += f' (key "{ref.key}")'
+    return (
+        f'{ref.path}: user "{username}" cannot get {what} in namespace "{namespace}", '
+        "so may not make the operator use it"
+    )
+
+
+# ComputeEnvironment fields that give studio pods power their authors may not otherwise have.
+POWER_FIELDS_RULE = "needs the permissions of someone who may run any pod there"
+
+
+def power_field_changes(old: Body | None, new: Body) -> list[str]:
+    """Paths of power fields this request sets or changes (unchanged ones were checked before)."""
+    before, after = _spec(old), _spec(new)
+    paths: list[str] = []
+    account = after.get("serviceAccountName")
+    if account and account != before.get("serviceAccountName"):
+        paths.append("spec.serviceAccountName")
+    known = {s.get("name") for s in before.get("imagePullSecrets") or [] if isinstance(s, Mapping)}
+    for i, secret in enumerate(after.get("imagePullSecrets") or []):
+        if isinstance(secret, Mapping) and secret.get("name") not in known:
+            paths.append(f"spec.imagePullSecrets[{i}]")
+    profile = after.get("securityProfile") or "Restricted"
+    if profile != "Restricted" and profile != (before.get("securityProfile") or "Restricted"):
+        paths.append("spec.securityProfile")
+    old_storage, new_storage = before.get("storage") or {}, after.get("storage") or {}
+    if new_storage.get("driver") == "fuse" and old_storage.get("driver") != "fuse":
+        paths.append("spec.storage.driver")
+    image = new_storage.get("fuseImage")
+    if image and image != old_storage.get("fuseImage"):
+        paths.append("spec.storage.fuseImage")
+    return paths
+
+
+def pods_denied_message(paths: list[str], username: str, namespace: str) -> str:
+    return "; ".join(
+        f'{path}: requires permission to create pods in namespace "{namespace}" (user "{username}" may not)'
+        for path in paths
+    )
 
 
 def workspace_settings_name_error(name: str | None) -> str | None:
@@ -407,6 +491,28 @@ async def _workspace_lock(namespace: str) -> bool:
         return False
 
 
+async def _environment_spec(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The environment's spec, or None when it does not exist; fails closed when unknown."""
+
+    def get() -> Mapping[str, Any] | None:
+        try:
+            obj: Any = client.CustomObjectsApi(_client()).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "computeenvironments", name, _request_timeout=5
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise kopf.AdmissionError(
+                f"could not read ComputeEnvironment {name!r} ({e.status} {e.reason}); retry in a moment",
+                code=503,
+            ) from e
+        return dict(obj.get("spec") or {})
+
+    if not name:
+        return None
+    return await asyncio.to_thread(get)
+
+
 # ---------------------------------------------------------------- handlers
 
 
@@ -424,14 +530,45 @@ async def _check_refs(
 ) -> list[str]:
     """A maintainer who cannot read a secret must not read it through a studio's env or mounts."""
     errors: list[str] = []
+    allowed: dict[tuple[str, str], bool] = {}  # one review per object, however many keys
     for ref in new_refs(kind, old, new):
-        if not await access_allowed(userinfo, namespace, "get", ref.resource, name=ref.name):
-            singular = ref.resource[:-1]
-            errors.append(
-                f'{ref.path}: user "{userinfo.get("username", "")}" cannot get {singular} "{ref.name}" in '
-                f'namespace "{namespace}", so may not make the operator use it'
+        if (ref.resource, ref.name) not in allowed:
+            allowed[ref.resource, ref.name] = await access_allowed(
+                userinfo, namespace, "get", ref.resource, name=ref.name
             )
+        if not allowed[ref.resource, ref.name]:
+            errors.append(ref_denied_message(ref, str(userinfo.get("username", "")), namespace))
     return errors
+
+
+async def _may_create_pods(userinfo: Mapping[str, Any], namespace: str) -> bool:
+    return await access_allowed(userinfo, namespace, "create", "pods")
+
+
+async def _check_power_fields(
+    old: Body | None, new: Body, userinfo: Mapping[str, Any], namespace: str
+) -> list[str]:
+    paths = power_field_changes(old, new)
+    if not paths or await _may_create_pods(userinfo, namespace):
+        return []
+    return [pods_denied_message(paths, str(userinfo.get("username", "")), namespace)]
+
+
+async def _check_placement(
+    old: Body | None, new: Body, userinfo: Mapping[str, Any], namespace: str
+) -> list[str]:
+    entries = placement.requested(_spec(old) if old else None, _spec(new))
+    if not entries:
+        return []
+    env_name = str(_spec(new).get("computeEnvironment") or "")
+    problems = placement.violations(entries, env_name, await _environment_spec(namespace, env_name))
+    if not problems or await _may_create_pods(userinfo, namespace):
+        return []
+    needs = (
+        f'; choosing other placement requires permission to create pods in namespace "{namespace}" '
+        f'(user "{userinfo.get("username", "")}" may not)'
+    )
+    return ["; ".join(problems) + needs]
 
 
 async def mutate_studio(
@@ -460,15 +597,30 @@ def _studio_problem(
     return problem
 
 
-async def _check_configure(
+async def _check_studio_update(
     old_body: Body, new_body: Body, userinfo: Mapping[str, Any], namespace: str, name: str | None
 ) -> None:
-    """Changing how a studio runs (not just starting or stopping it) takes the configure verb."""
+    """Changing how a studio runs (not just starting or stopping it) takes the configure verb;
+    only the creator turns `private` on or off."""
     paths = configuration_changes(old_body, new_body)
     if paths and not await access_allowed(
         userinfo, namespace, rbac.CONFIGURE_VERB, "studios", group=GROUP, name=name
     ):
         raise kopf.AdmissionError(configure_denied_message(paths), code=403)
+    problem = private_violation(old_body, new_body, str(userinfo.get("username", "")))
+    _deny([problem] if problem else [], code=403)
+
+
+async def _check_studio_placement(
+    old_body: Body | None,
+    new_body: Body,
+    userinfo: Mapping[str, Any],
+    namespace: str,
+    warnings: list[str] | None,
+) -> None:
+    _deny(await _check_placement(old_body, new_body, userinfo, namespace), code=403)
+    if warnings is not None:
+        warnings.extend(await studio_warnings(old_body, new_body, namespace))
 
 
 async def studio_warnings(old: Body | None, new: Body, namespace: str) -> list[str]:
@@ -519,10 +671,12 @@ def _validate_kind(kind: str) -> Any:
             errors.append(workspace_settings_name_error(name or _meta(new_body).get("name")) or "")
         _deny([e for e in errors if e])
         if kind == "studios" and operation == "UPDATE" and old_body is not None:
-            await _check_configure(old_body, new_body, userinfo, ns, name)
+            await _check_studio_update(old_body, new_body, userinfo, ns, name)
         _deny(await _check_refs(kind, old_body, new_body, userinfo, ns), code=403)
-        if kind == "studios" and warnings is not None:
-            warnings.extend(await studio_warnings(old_body, new_body, ns))
+        if kind == "computeenvironments":
+            _deny(await _check_power_fields(old_body, new_body, userinfo, ns), code=403)
+        elif kind == "studios":
+            await _check_studio_placement(old_body, new_body, userinfo, ns, warnings)
 
     validate.__name__ = validate.__qualname__ = f"validate_{kind}"
     return validate
@@ -553,6 +707,15 @@ def register_handlers(registry: kopf.OperatorRegistry | None = None) -> None:
 
 MODES = ("local", "cluster", "none")
 CLUSTER_CERT_DIR = Path("/etc/studio-operator/tls")
+
+
+class WebhookServer(kopf.WebhookServer):
+    """kopf's server, reading request bodies up to WEBHOOK_MAX_BODY (aiohttp's default is 1 MiB,
+    less than an admission review of a large object: every update of it would fail with 413)."""
+
+    @staticmethod
+    async def _serve(fn: Any, request: Any) -> Any:
+        return await kopf.WebhookServer._serve(fn, request.clone(client_max_size=WEBHOOK_MAX_BODY))
 
 
 @dataclass(frozen=True)
@@ -697,7 +860,7 @@ def configure_admission(
     register_handlers(registry)
     if mode == "local":
         files = ensure_local_certificates(cert_dir, host)
-        server = kopf.WebhookServer(
+        server = WebhookServer(
             addr=host,
             host=host,
             port=port or None,
@@ -708,7 +871,7 @@ def configure_admission(
         settings.admission.managed = managed or rbac.MANAGED_WEBHOOK_CONFIG
     else:
         cafile = cert_dir / "ca.crt"
-        server = kopf.WebhookServer(
+        server = WebhookServer(
             addr="0.0.0.0",
             host=host,
             port=port or 9443,

@@ -30,8 +30,10 @@ from pydantic import ValidationError
 from .. import kube, s3
 from ..api.common import GROUP, RECHECK_ANNOTATION, VERSION
 from ..api.kinds import DataLinkSpec
+from ..config import OPTIONS
 from ..resources.buckets import InvalidS3Uri, parse_s3_uri
 from ..resources.conditions import find
+from ..resources.endpoints import shared_identity_problem
 from ..resources.links import READY, link_status, ready_flip, status_needs_patch
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,7 @@ async def load_credentials(namespace: str, name: str) -> s3.Credentials:
         raise SecretProblem(
             "SecretNotFound",
             f"Secret {namespace}/{name} (spec.credentialsSecret) does not exist: create it with keys "
-            f"{ACCESS_KEY} and {SECRET_KEY}, or remove credentialsSecret to use the operator's credentials",
+            f"{ACCESS_KEY} and {SECRET_KEY}, or remove credentialsSecret to use the operator's credentials (where an administrator allows them)",
         )
     return credentials_from_secret(namespace, name, secret.get("data"))
 
@@ -170,7 +172,13 @@ async def evaluate(body: Mapping[str, Any]) -> dict[str, Any]:
     region = spec.region or (previous.get("region") if previous.get("bucket") == bucket else None)
     credentials: s3.Credentials | None = None
     source = "the operator's own credentials"
-    if spec.credentials_secret:
+    policy = OPTIONS.s3_policy
+    if not spec.credentials_secret:
+        # The operator's identity is shared by every namespace: only what an administrator allowed.
+        problem = shared_identity_problem(policy, namespace, bucket, spec.endpoint_url, source)
+        if problem is not None:
+            return status(False, *problem)
+    else:
         source = f"Secret {namespace}/{spec.credentials_secret}"
         try:
             credentials = await load_credentials(namespace, spec.credentials_secret)
@@ -182,6 +190,7 @@ async def evaluate(body: Mapping[str, Any]) -> dict[str, Any]:
         endpoint_url=spec.endpoint_url,
         credentials=credentials,
         source=source,
+        policy=policy,
     )
     if result.region:
         region = result.region

@@ -85,7 +85,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     runtime.start(controller.reconcile, OPTIONS.workers)
     runtime.spawn(_gauges(runtime), "gauges")
     if OPTIONS.metrics_port:
-        metrics.serve(OPTIONS.metrics_port)
+        metrics.serve(OPTIONS.metrics_port, OPTIONS.probe_address)
     log.info("studio-operator started: %d studios known", runtime.store.count(PRIMARY))
 
 

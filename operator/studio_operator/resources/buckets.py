@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..api.common import BUCKET_NAME
+from ..api.common import BUCKET_NAME, ENDPOINT_URL, S3_PREFIX_CHARS
 
 _BUCKET_RE = re.compile(BUCKET_NAME)
+_PREFIX_RE = re.compile(f"^[{S3_PREFIX_CHARS}]*$")
+_ENDPOINT_RE = re.compile(ENDPOINT_URL)
 _IP_LIKE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 SCHEME = "s3://"
 
@@ -32,6 +34,16 @@ def is_valid_bucket(name: str) -> bool:
     return bool(_BUCKET_RE.match(name)) and ".." not in name and not _IP_LIKE.match(name)
 
 
+def is_safe_prefix(prefix: str) -> bool:
+    """Only characters that cannot end or start a mount option (no ',', whitespace or quotes)."""
+    return bool(_PREFIX_RE.match(prefix))
+
+
+def is_safe_endpoint(url: str) -> bool:
+    """http(s)://host[:port][/path] with nothing a mount option or a shell could split."""
+    return bool(_ENDPOINT_RE.match(url))
+
+
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """`s3://bucket/some/prefix/` -> (`bucket`, `some/prefix`); the prefix has no outer slashes."""
     text = uri.strip()
@@ -41,6 +53,11 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not is_valid_bucket(bucket):
         raise InvalidS3Uri(
             f"{bucket!r} is not a valid bucket name (3-63 characters: lowercase letters, digits, '.' and '-')"
+        )
+    if not is_safe_prefix(rest):
+        raise InvalidS3Uri(
+            f"{uri!r}: the prefix may contain only letters, digits and / ! _ . ( ) = + @ ~ - "
+            "(no commas, spaces or quotes)"
         )
     parts = [p for p in rest.split("/") if p]
     if any(p in (".", "..") for p in parts):

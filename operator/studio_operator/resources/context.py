@@ -7,6 +7,7 @@ from typing import Any
 
 from ..api.common import API_VERSION
 from ..api.kinds import ComputeEnvironmentSpec, DataLinkSpec, StudioSpec
+from .endpoints import S3Policy
 from .merge import MergedLabels
 
 # The uid/gid common notebook images (jovyan 1000:100) run as; mounted data appears as theirs.
@@ -56,3 +57,6 @@ class SessionInputs:
     labels: MergedLabels
     links: dict[str, LinkView] = field(default_factory=dict)
     creator: str | None = None
+    # The administrator's S3 trust policy (config.OPTIONS.s3_policy); the default trusts AWS S3
+    # only and binds no bucket to any namespace.
+    s3_policy: S3Policy = field(default_factory=S3Policy)

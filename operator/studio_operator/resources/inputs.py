@@ -16,6 +16,7 @@ from ..api.common import CREATED_BY_ANNOTATION
 from ..api.kinds import ComputeEnvironmentSpec, StudioSpec
 from ..api.pod_checks import environment_spec_errors
 from .context import LinkView, SessionInputs, StudioRef
+from .endpoints import S3Policy
 from .links import link_view
 from .merge import LabelConflict, MergedLabels, is_reserved_label, merge_labels
 
@@ -120,8 +121,10 @@ def gather_inputs(
     spec: StudioSpec,
     environment: Mapping[str, Any] | None,
     links: Mapping[str, Mapping[str, Any] | None],
+    s3_policy: S3Policy | None = None,
 ) -> Gathered:
-    """The studio, its ComputeEnvironment (None: missing) and the DataLinks its mounts name."""
+    """The studio, its ComputeEnvironment (None: missing), the DataLinks its mounts name, and the
+    administrator's S3 trust (None: the default, AWS S3 only)."""
     ref = studio_ref(studio)
     env, env_problem = environment_of(spec.compute_environment, ref.namespace, environment)
     labels, label_problem = labels_of(env, spec, ref.name)
@@ -134,5 +137,6 @@ def gather_inputs(
         labels=labels,
         links=views,
         creator=ref.annotations.get(CREATED_BY_ANNOTATION),
+        s3_policy=s3_policy or S3Policy(),
     )
     return Gathered(inputs, [p for p in (env_problem, label_problem, link_problem) if p is not None])

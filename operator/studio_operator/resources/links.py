@@ -8,14 +8,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.kinds import DataLinkSpec, StorageDriver
-from .buckets import InvalidS3Uri, parse_s3_uri
+from ..api.kinds import YANDEX_CSI_DRIVER, ComputeEnvironmentSpec, DataLinkSpec, Storage, StorageDriver
+from .buckets import InvalidS3Uri, is_safe_endpoint, is_safe_prefix, parse_s3_uri
 from .conditions import carry_transition_times, condition, find
 from .context import LinkView, SessionInputs
+from .endpoints import shared_identity_problem
 from .lifespan import parse_time
 
 READY = "Ready"
 PENDING = "Pending"
+# Who signs a mount's S3 requests (see resources/endpoints.py).
+OWN_KEYS = "own"
+POD_IDENTITY = "pod"
+SHARED_IDENTITY = "shared"
 
 
 def link_view(name: str, body: Mapping[str, Any] | None) -> LinkView | None:
@@ -90,10 +95,80 @@ def mount_problem(inputs: SessionInputs) -> tuple[str, str] | None:
                 "DataLinkNotReady",
                 f"data link {mount.data_link!r} is not Ready ({detail}); the studio starts once it is",
             )
+        if not is_safe_prefix(link.prefix) or (
+            link.spec.endpoint_url and not is_safe_endpoint(link.spec.endpoint_url)
+        ):
+            return (
+                "DataLinkInvalid",
+                f"data link {mount.data_link!r} has a prefix or endpointURL that cannot be passed to "
+                "the storage driver safely: fix spec.uri / spec.endpointURL",
+            )
+        if mount_identity(link, inputs.environment) == SHARED_IDENTITY:
+            who = _shared_identity_name(inputs.environment.storage or Storage())
+            problem = shared_identity_problem(
+                inputs.s3_policy, inputs.studio.namespace, link.bucket, link.spec.endpoint_url, who
+            )
+            if problem is not None:
+                reason, message = problem
+                return reason, f"data link {mount.data_link!r}: {message}"
     return None
 
 
+def mount_identity(link: LinkView, env: ComputeEnvironmentSpec) -> str:
+    """Who signs the mount's S3 requests. Mountpoint's CSI driver reads no per-volume Secret: it
+    uses the pod's service account when the environment names one, else its own identity."""
+    storage = env.storage or Storage()
+    secret = link.spec.credentials_secret or env.credentials_secret
+    if storage.driver == StorageDriver.FUSE or storage.csi_driver == YANDEX_CSI_DRIVER:
+        if secret:
+            return OWN_KEYS
+        return (
+            POD_IDENTITY
+            if storage.driver == StorageDriver.FUSE and env.service_account_name
+            else SHARED_IDENTITY
+        )
+    return POD_IDENTITY if env.service_account_name else SHARED_IDENTITY
+
+
+def _shared_identity_name(storage: Storage) -> str:
+    if storage.driver == StorageDriver.FUSE:
+        return "the node's identity (the fuse mounter without a credentials Secret)"
+    if storage.csi_driver == YANDEX_CSI_DRIVER:
+        return f"the storage driver's own identity ({YANDEX_CSI_DRIVER} without a credentials Secret)"
+    return (
+        f"the storage driver's own identity ({storage.csi_driver} reads no Secret; the environment's "
+        "serviceAccountName gives pod-level credentials instead)"
+    )
+
+
 # ------------------------------------------------------------------ DataLink status (for handlers)
+
+
+# Failures that may pass on their own (the network, an endpoint's hiccup): the operator re-checks
+# every ~30 s, so kstatus reads them as InProgress. Every other failure (NoSuchBucket, AccessDenied,
+# InvalidCredentials, a missing or invalid Secret, an invalid spec) lasts until someone changes the
+# link, its Secret or the bucket's policy: Stalled, which kstatus reads as Failed.
+TRANSIENT_REASONS = frozenset({"EndpointUnreachable", "CheckFailed"})
+
+
+def link_conditions(ready: bool, reason: str, message: str, generation: int) -> list[dict[str, Any]]:
+    """Ready, Reconciling and Stalled of a DataLink: exactly one is True, so that kstatus reaches
+    Current (Ready), Failed (Stalled) or, while a transient failure is retried, InProgress."""
+    reconciling = not ready and reason in TRANSIENT_REASONS
+    stalled = not ready and not reconciling
+    return [
+        condition(READY, ready, reason, message, generation),
+        condition(
+            "Reconciling",
+            reconciling,
+            reason if reconciling else "Checked",
+            f"{message}; checked again in about 30 s" if reconciling else "",
+            generation,
+        ),
+        condition(
+            "Stalled", stalled, reason if stalled else "NotStalled", message if stalled else "", generation
+        ),
+    ]
 
 
 def link_status(
@@ -108,9 +183,10 @@ def link_status(
     previous: Mapping[str, Any] | None,
     now: str,
 ) -> dict[str, Any]:
-    """The whole DataLink status; lastTransitionTime carried over while Ready keeps its status."""
-    cond = condition(READY, ready, reason, message, generation or 0)
-    conditions = carry_transition_times([cond], (previous or {}).get("conditions"), now)
+    """The whole DataLink status; lastTransitionTime carried over while a condition keeps its status."""
+    conditions = carry_transition_times(
+        link_conditions(ready, reason, message, generation or 0), (previous or {}).get("conditions"), now
+    )
     return {
         "observedGeneration": generation,
         "bucket": bucket,

@@ -17,13 +17,14 @@ one of the environment's `allowedBuckets` (exact name). Two drivers:
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api.common import DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
 from ..api.kinds import DEFAULT_CSI_DRIVER, YANDEX_CSI_DRIVER, MountStatus, Storage, StorageDriver
 from . import names
-from .buckets import is_writable
+from .buckets import is_safe_endpoint, is_safe_prefix, is_writable
 from .context import DEFAULT_GID, DEFAULT_UID, LinkView, SessionInputs
 from .hashing import with_applied_hash
 from .links import mount_problem
@@ -270,9 +271,12 @@ def _mountpoint_source(
     if m.link.region:
         options.append(f"region {m.link.region}")
     if m.link.prefix:
-        options.append(f"prefix {m.link.prefix}/")
+        options.append(f"prefix {_checked(m.link.prefix, is_safe_prefix)}/")
     if m.link.spec.endpoint_url:
-        options += [f"endpoint-url {m.link.spec.endpoint_url}", "force-path-style"]
+        options += [
+            f"endpoint-url {_checked(m.link.spec.endpoint_url, is_safe_endpoint)}",
+            "force-path-style",
+        ]
     if storage.metadata_ttl_seconds is not None:
         options.append(f"metadata-ttl {storage.metadata_ttl_seconds}")
     csi = {
@@ -282,6 +286,14 @@ def _mountpoint_source(
         "volumeAttributes": attributes,
     }
     return csi, options
+
+
+def _checked(value: str, safe: Callable[[str], bool]) -> str:
+    """A mount option value, never one that could split into further options (a ',' or a space
+    would add e.g. `allow-root`); mount_problem reports such links before any plan is built."""
+    if not safe(value):
+        raise MountConfigError("DataLinkInvalid", f"{value!r} cannot be passed to the storage driver")
+    return value
 
 
 def _yandex_source(m: _Mount, storage: Storage) -> tuple[dict[str, Any], list[str]]:
@@ -304,13 +316,13 @@ def _yandex_source(m: _Mount, storage: Storage) -> tuple[dict[str, Any], list[st
         "0664",
     ]
     if m.link.spec.endpoint_url:
-        flags += ["--endpoint", m.link.spec.endpoint_url]
+        flags += ["--endpoint", _checked(m.link.spec.endpoint_url, is_safe_endpoint)]
     if m.link.region:
         flags += ["--region", m.link.region]
     if storage.metadata_ttl_seconds is not None:
         ttl = f"{storage.metadata_ttl_seconds}s"
         flags += ["--stat-cache-ttl", ttl, "--type-cache-ttl", ttl]
-    handle = f"{m.link.bucket}/{m.link.prefix}" if m.link.prefix else m.link.bucket
+    handle = f"{m.link.bucket}/{_checked(m.link.prefix, is_safe_prefix)}" if m.link.prefix else m.link.bucket
     csi = {
         "driver": YANDEX_CSI_DRIVER,
         "volumeHandle": handle,
@@ -400,9 +412,13 @@ def fuse_script(mounts: list[_Mount], storage: Storage, cred_index: dict[str, in
         if m.link.region:
             args += ["--region", m.link.region]
         if m.link.prefix:
-            args += ["--prefix", f"{m.link.prefix}/"]
+            args += ["--prefix", f"{_checked(m.link.prefix, is_safe_prefix)}/"]
         if m.link.spec.endpoint_url:
-            args += ["--endpoint-url", m.link.spec.endpoint_url, "--force-path-style"]
+            args += [
+                "--endpoint-url",
+                _checked(m.link.spec.endpoint_url, is_safe_endpoint),
+                "--force-path-style",
+            ]
         if storage.metadata_ttl_seconds is not None:
             args += ["--metadata-ttl", str(storage.metadata_ttl_seconds)]
         args += [m.link.bucket, f"{FUSE_ROOT}/{m.link.name}"]

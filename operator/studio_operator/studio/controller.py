@@ -122,11 +122,11 @@ class StudioController:
             links={link: self.store.get("datalinks", (ns, link)) for link in mounts if isinstance(link, str)},
             workspace=self.store.get("workspacesettings", (ns, "default")),
             service_exists=self.store.has("services", service),
-            service=self.store.get("services", service) if pod is None else None,
             rolebindings=[b for _, b in self.store.items("rolebindings", ns)],
             clusterrolebindings=[b for _, b in self.store.items("clusterrolebindings", "")],
             binding=self.store.get("rolebindings", (ns, names.connect_role_name(name))),
             warning_ahead=OPTIONS.warning_ahead,
+            s3_policy=OPTIONS.s3_policy,
         )
         return replace(observed, **changes) if changes else observed
 
@@ -166,9 +166,7 @@ class StudioController:
         return None
 
     async def _write(self, body: dict[str, Any], plan: d.Plan, action: d.Action) -> None:
-        if isinstance(action, d.EndSession):
-            await self._end_session_objects(body)
-        elif isinstance(action, d.ClearSessionAnnotation):
+        if isinstance(action, d.ClearSessionAnnotation):
             await self._remove_session_annotation(body)
         elif isinstance(action, d.RecordExpiry):
             await self._write_status(body, plan)
@@ -232,26 +230,6 @@ class StudioController:
         self.store.remove("pods", (ns, name), meta["uid"])
         return False
 
-    async def _end_session_objects(self, body: dict[str, Any]) -> None:
-        """Delete the session's Service and connect grant (together). They have no finalizers, so
-        a successful DELETE means gone: the store forgets them at once, and neither a later pass
-        nor their DELETED events (then skipped) cause a second round."""
-        ns, name, uid = body["metadata"]["namespace"], body["metadata"]["name"], body["metadata"]["uid"]
-        role = names.connect_role_name(name)
-
-        async def end(store_kind: str, api_version: str, kind: str, obj_name: str) -> None:
-            found = self.store.get(store_kind, (ns, obj_name))
-            if found is None or not owned_by_studio(found, name, uid):
-                return  # not there, or not this studio's: never deleted
-            await kube.delete(api_version, kind, ns, obj_name, uid=found["metadata"].get("uid"))
-            self.store.remove(store_kind, (ns, obj_name))
-
-        await _together(
-            end("services", "v1", "Service", names.service_name(name)),
-            end("roles", "rbac.authorization.k8s.io/v1", "Role", role),
-            end("rolebindings", "rbac.authorization.k8s.io/v1", "RoleBinding", role),
-        )
-
     async def _remove_session_annotation(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         if SESSION_LIFESPAN_ANNOTATION in (meta.get("annotations") or {}):
@@ -301,24 +279,13 @@ class StudioController:
                 await self._create_or_adopt("persistentvolumeclaims", workspace)
             elif not same_owner(existing, workspace):
                 raise NameConflict("PersistentVolumeClaim", meta["namespace"], workspace["metadata"]["name"])
-        # Independent writes go out together: a start costs one round trip here, not two.
-        service, pod = await asyncio.gather(
-            self._create_or_apply("services", build_service(start.inputs)),
-            self._create_or_adopt("pods", build_pod(start.inputs, start.mounts)),
-            return_exceptions=True,
-        )
-        # No half-created session: the pod goes if its Service cannot be made, and the Service
-        # if the pod cannot.
-        if isinstance(service, BaseException):
-            if isinstance(pod, dict):
-                await self._delete_pod(pod)
-            raise service
-        if isinstance(pod, BaseException):
-            await self._end_session_objects(body)
-            raise pod
+        # The Service first: it lives as long as the studio, so this is a create only at the first
+        # start (a no-op later, unless what it holds changed). A name held by someone else then
+        # stops the start before any pod exists.
+        await self._create_or_apply("services", build_service(start.inputs))
+        pod = await self._create_or_adopt("pods", build_pod(start.inputs, start.mounts))
         metrics.SESSIONS_STARTED.inc()
-        created: dict[str, Any] = pod
-        return created
+        return pod
 
     async def _add_finalizer(self, body: dict[str, Any]) -> None:
         """PVs are cluster-scoped: the studio keeps a finalizer so that the operator removes them."""
@@ -438,7 +405,16 @@ class StudioController:
         if current is not None and wanted and _hash_of(current) == wanted:
             return
         try:
-            applied = await kube.apply(obj)
+            if current is None:
+                applied = await kube.apply(obj)
+            else:
+                # Our own object, changed: a merge patch that also drops the labels it no longer
+                # has (an apply would keep those set by the create, which another manager owns).
+                meta = obj["metadata"]
+                patch = _update_patch(current, obj)
+                applied = await kube.merge_patch(
+                    obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"], patch
+                )
         except kube.ApiError as exc:
             raise _refused(obj, exc) from exc
         self.store.put(kind, applied)
@@ -508,6 +484,17 @@ def _refused(obj: dict[str, Any], exc: kube.ApiError) -> Exception:
     if exc.status in (400, 403, 413, 422):
         return Rejected(obj["kind"], obj["metadata"]["name"], exc.status, exc.message or exc.reason)
     return exc
+
+
+def _update_patch(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch turning `current` into `desired`: every field the operator builds, and a null
+    for each label `current` has that `desired` no longer has."""
+    patch = {k: v for k, v in desired.items() if k not in ("apiVersion", "kind")}
+    labels = dict(desired["metadata"].get("labels") or {})
+    for key in (current["metadata"].get("labels") or {}).keys() - labels.keys():
+        labels[key] = None
+    patch["metadata"] = {**desired["metadata"], "labels": labels}
+    return patch
 
 
 def _hash_of(obj: Mapping[str, Any]) -> str | None:

@@ -27,7 +27,7 @@ from ..api.kinds import DesiredState, Phase, StopReason, StudioSpec, StudioStatu
 from ..api.pod_checks import studio_spec_errors
 from ..resources import lifespan as ls
 from ..resources import names
-from ..resources.conditions import carry_transition_times, condition, find
+from ..resources.conditions import carry_transition_times, condition, find, kstatus_conditions
 from ..resources.context import SessionInputs, StudioRef
 from ..resources.hashing import with_applied_hash
 from ..resources.inputs import gather_inputs
@@ -43,7 +43,6 @@ from .plan import (
     ConfirmCurrent,
     DeleteOwned,
     DeletePod,
-    EndSession,
     Event,
     Keep,
     Observed,
@@ -190,8 +189,9 @@ def _stop(observed: Observed, held: str | None) -> Plan:
     reason = stop_reason(observed, held)
     keep_failed_pod = held is not None and pod is not None and pod_state(pod).kind == "ended"
     deleting = pod is not None and not keep_failed_pod
+    # The session is the pod alone: the studio's Service and connect grant stay while it is stopped
+    # (they live as long as the studio).
     step: list[Action] = [DeletePod(pod)] if deleting and pod is not None else []
-    step.append(EndSession())
     if observed.status.get("session"):
         step.append(ClearSessionAnnotation())
     if deleting:
@@ -213,20 +213,19 @@ def _stop(observed: Observed, held: str | None) -> Plan:
             message,
             stop_reason=reason,
             held=held,
-            ready=held is None,
             # kstatus: a failed session needs a new start request (as Argo CD's Degraded says)
             stalled=reason == StopReason.FAILED,
         )
         if observed.status.get("phase") not in (Phase.STOPPED, None) and reason == StopReason.USER_REQUESTED:
             outcome.events.append(("Normal", "SessionStopped", "the session ended at the user's request"))
     plan = finish(observed, outcome)
-    plan.steps = [step]
+    plan.steps = [step] if step else []
     plan.deadline = None
     return plan
 
 
 def _expire(observed: Observed, session: dict[str, Any]) -> Plan:
-    """Record the end and delete the pod, Service and grant in one round trip: in a burst of
+    """Record the end and delete the pod in one round trip: in a burst of
     expiries the round trips a worker waits for are what lateness is made of. Either may fail
     alone: the next pass finds the recorded session past its end and expires it again; its Event
     is posted only with the status that records it."""
@@ -240,7 +239,7 @@ def _expire(observed: Observed, session: dict[str, Any]) -> Plan:
     expired = f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}"
     deletes: list[Action] = [DeletePod(observed.pod)] if observed.pod is not None else []
     return _session_over(
-        observed, outcome, ("Normal", "SessionExpired", expired), [[RecordExpiry(), *deletes, EndSession()]]
+        observed, outcome, ("Normal", "SessionExpired", expired), [[RecordExpiry(), *deletes]]
     )
 
 
@@ -249,8 +248,9 @@ def _ended_on_its_own(observed: Observed, pod: Mapping[str, Any], state: PodStat
         f"{state.message}; the pod {pod['metadata']['name']} is kept for `kubectl logs` until the next start"
     )
     outcome = Outcome(Phase.ERRORED, "SessionFailed", message, stop_reason=StopReason.FAILED, stalled=True)
-    steps: list[list[Action]] = [[EndSession()], [ClearSessionAnnotation()]]
-    return _session_over(observed, outcome, ("Warning", "SessionFailed", message), steps)
+    return _session_over(
+        observed, outcome, ("Warning", "SessionFailed", message), [[ClearSessionAnnotation()]]
+    )
 
 
 def _session_over(observed: Observed, outcome: Outcome, event: Event, steps: list[list[Action]]) -> Plan:
@@ -331,22 +331,12 @@ def _run(observed: Observed, spec: StudioSpec) -> Plan:
         if inputs is None:
             assert problem is not None
             return finish(observed, problem)
-        taken = _service_taken(observed)
-        if taken is not None:  # found before a pod is created for a session that cannot be served
-            return blocked(observed, taken.reason, str(taken))
         plan = finish(observed, Outcome(Phase.STARTING, "PodCreated", "the session pod was created"))
         # The session's pod vanished: is the studio still wanted? (one GET, not on ordinary starts)
         plan.steps = [[ConfirmCurrent()]] if (observed.status.get("session") or {}).get("podName") else []
         plan.steps.append([StartSession(inputs, mounts)])
         return plan
     return _running(observed, spec, lifespan, inputs, mounts, problem)
-
-
-def _service_taken(observed: Observed) -> NameConflict | None:
-    service, meta = observed.service, observed.meta
-    if service is None or owned_by_studio(service, meta["name"], meta["uid"]):
-        return None
-    return NameConflict("Service", meta["namespace"], service["metadata"]["name"])
 
 
 def _clear_previous(observed: Observed) -> Plan:
@@ -373,7 +363,7 @@ def _clear_previous(observed: Observed) -> Plan:
 def _inputs_and_mounts(
     observed: Observed, spec: StudioSpec
 ) -> tuple[SessionInputs | None, MountPlan, Outcome | None]:
-    gathered = gather_inputs(observed.studio, spec, observed.environment, observed.links)
+    gathered = gather_inputs(observed.studio, spec, observed.environment, observed.links, observed.s3_policy)
     if gathered.problems:
         first = gathered.problems[0]
         return None, MountPlan(), _stalled(first.reason, first.message)
@@ -571,7 +561,7 @@ def _grant(
 def _phase_from(observed: Observed, state: PodState) -> Outcome:
     status = observed.status
     if state.kind == "running":
-        out = Outcome(Phase.RUNNING, "SessionRunning", "the session is running", ready=True)
+        out = Outcome(Phase.RUNNING, "SessionRunning", "the session is running")
         if status.get("phase") != Phase.RUNNING:
             out.events.append(("Normal", "SessionRunning", "the session is running"))
         return out
@@ -615,15 +605,14 @@ def finish(observed: Observed, outcome: Outcome) -> Plan:
 
 def status_of(observed: Observed, outcome: Outcome) -> StudioStatus:
     gen = observed.generation
-
-    def abnormal(type_: str, on: bool, otherwise: str) -> dict[str, Any]:
-        """kstatus' abnormal-true conditions: the outcome's reason while True."""
-        return condition(type_, on, outcome.reason if on else otherwise, outcome.message if on else "", gen)
-
     conditions = [
-        condition("Ready", outcome.ready, outcome.reason, outcome.message, gen),
-        abnormal("Reconciling", outcome.reconciling, "Reconciled"),
-        abnormal("Stalled", outcome.stalled, "NotStalled"),
+        *kstatus_conditions(
+            outcome.reason,
+            outcome.message,
+            reconciling=outcome.reconciling,
+            stalled=outcome.stalled,
+            generation=gen,
+        ),
         *outcome.extra_conditions,
     ]
     carried = carry_transition_times(
@@ -712,7 +701,6 @@ __all__ = [
     "ConfirmCurrent",
     "DeleteOwned",
     "DeletePod",
-    "EndSession",
     "Event",
     "Keep",
     "Observed",

@@ -11,6 +11,7 @@ from typing import Any
 from ..api.kinds import Phase, StopReason, StudioStatus
 from ..resources import lifespan as ls
 from ..resources.context import SessionInputs
+from ..resources.endpoints import S3Policy
 from ..resources.mounts import MountPlan
 
 Event = tuple[str, str, str]  # (type, reason, message)
@@ -27,11 +28,11 @@ class Observed:
     links: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
     workspace: Mapping[str, Any] | None = None  # the namespace's WorkspaceSettings "default"
     service_exists: bool = False
-    service: Mapping[str, Any] | None = None  # the stored Service, read when no session pod exists
     rolebindings: Sequence[Mapping[str, Any]] = ()  # this namespace's, for who may connect
     clusterrolebindings: Sequence[Mapping[str, Any]] = ()
     binding: Mapping[str, Any] | None = None  # the stored connect RoleBinding
     warning_ahead: timedelta = ls.DEFAULT_WARNING
+    s3_policy: S3Policy = field(default_factory=S3Policy)  # the administrator's S3 trust
     started: bool = False  # `pod` was created by this pass: the session starts now
 
     @property
@@ -55,11 +56,6 @@ class DeletePod:
     """Delete the session pod; when it turns out gone, the controller decides again without it."""
 
     pod: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class EndSession:
-    """Delete the session's Service and connect grant (those owned by this studio)."""
 
 
 @dataclass(frozen=True)
@@ -102,14 +98,7 @@ class DeleteOwned:
 
 
 Action = (
-    DeletePod
-    | EndSession
-    | ClearSessionAnnotation
-    | RecordExpiry
-    | ConfirmCurrent
-    | StartSession
-    | Apply
-    | DeleteOwned
+    DeletePod | ClearSessionAnnotation | RecordExpiry | ConfirmCurrent | StartSession | Apply | DeleteOwned
 )
 
 
@@ -133,7 +122,6 @@ class Outcome:
     connect: dict[str, Any] | None = None
     held: str | None = None
     stalled: bool = False
-    ready: bool = False
     reconciling: bool = False
     extra_conditions: list[dict[str, Any]] = field(default_factory=list)
     inherited_labels: list[str] | None = None

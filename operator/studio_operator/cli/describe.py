@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from ..api.common import EnvVar
 from ..api.kinds import StudioSpec
 from ..resources.buckets import is_writable
-from ..resources.inputs import gather_inputs
+from ..resources.inputs import Problem, gather_inputs
 from ..resources.links import link_view
 from ..resources.merge import merge_resources
 from ..resources.mounts import DATA_ROOT
@@ -106,7 +106,14 @@ def explain(
         out.problems.append(f"the studio's spec is invalid: {exc.errors()[0]['msg']}")
         return out
     gathered = gather_inputs(studio, spec, environment, links)
-    out.problems.extend(p.message for p in gathered.problems)
+    for problem in gathered.problems:
+        if problem.reason == "EnvironmentNotFound":  # what describe shows is then mostly empty: say why
+            problem = Problem(
+                problem.reason,
+                f"ComputeEnvironment {spec.compute_environment!r} not found in namespace "
+                f"{gathered.inputs.studio.namespace!r}: nothing is inherited until it exists",
+            )
+        out.problems.append(problem.message)
     inputs, labels = gathered.inputs, gathered.inputs.labels
     env_spec = inputs.environment
 

@@ -56,7 +56,7 @@ def environment_of(
     if body is None:
         return ComputeEnvironmentSpec(), Problem(
             "EnvironmentNotFound",
-            f"ComputeEnvironment {name!r} not found in namespace {namespace!r}: "
+            f"ComputeEnvironment {name!r} does not exist in namespace {namespace!r}: "
             "create it or set spec.computeEnvironment to an existing one",
         )
     try:

@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "need Python >= 3.11, got " + sys.version)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[operator,dev]'
 	@touch $@
 
 # --- Checks and tests -------------------------------------------------------------------------
@@ -60,7 +60,8 @@ cluster-up: venv ## start the loopback control plane (idempotent); kubeconfig in
 	$(PY) hack/cluster.py up
 
 .PHONY: cluster-down
-cluster-down: ## stop the control plane processes (logs stay in .cluster/logs)
+cluster-down: ## stop the control plane processes and the loopback S3 server (logs stay in .cluster/logs)
+	@if [ -x $(PY) ]; then $(PY) hack/s3.py down; else python3 hack/s3.py down; fi
 	@if [ -x $(PY) ]; then $(PY) hack/cluster.py down; else python3 hack/cluster.py down; fi
 
 .PHONY: cluster-status
@@ -131,7 +132,7 @@ rbac: venv ## regenerate manifests/rbac and the chart's copy from rbac.py
 	$(PY) hack/gen_install.py rbac
 
 .PHONY: manifests
-manifests: venv ## regenerate every install artifact (CRDs, RBAC, webhook entries, peering CRDs)
+manifests: venv ## regenerate every install artifact (CRDs, RBAC, webhook entries)
 	$(PY) hack/gen_install.py all
 
 .PHONY: lock
@@ -142,6 +143,10 @@ lock: venv ## pin the runtime dependencies for the image (requirements.lock)
 chart-lint: ## helm lint --strict the chart (helm from `make cluster-binaries`)
 	@command -v $(HELM) >/dev/null || { echo "$(HELM) missing: run make cluster-binaries"; exit 1; }
 	$(HELM) lint --strict charts/studio-operator
+
+.PHONY: krew
+krew: venv ## build dist/kubectl-studio.tar.gz (krew archive) and update plugins/krew/studio.yaml
+	$(PY) hack/krew_archive.py --write
 
 .PHONY: plugin-install
 plugin-install: venv ## put kubectl-studio on PATH (~/.local/bin) for `kubectl studio`

@@ -612,6 +612,9 @@ def start_cluster() -> None:
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
+            # webhook Services resolve to their endpoints, not a ClusterIP (no kube-proxy here):
+            # an install test points a selectorless webhook Service at an operator run outside
+            "--enable-aggregator-routing=true",
             # TaintNodesByCondition would give new nodes a not-ready taint that only the (disabled)
             # node-lifecycle-controller removes
             "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",

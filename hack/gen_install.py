@@ -2,12 +2,12 @@
 """Generate the install artifacts from the code (never hand-synced):
 
     crds      crds/, charts/studio-operator/crds/, manifests/crds/   (api/crd.py)
-    rbac      manifests/rbac/, charts/studio-operator/files/rbac/   (rbac.py)
+    rbac      manifests/rbac/, charts/studio-operator/files/rbac/,
+              manifests/default/webhook-cert-roles.yaml   (rbac.py)
     webhooks  charts/studio-operator/files/webhooks.yaml, manifests/default/webhooks.yaml
               (the webhook entries kopf itself would register for handlers/admission.py)
-    peering   charts/studio-operator/files/kopf-peering-crds.yaml   (copy of manifests/peering/)
 
-`python hack/gen_install.py [all|crds|rbac|webhooks|peering ...] [--check]`; with --check nothing
+`python hack/gen_install.py [all|crds|rbac|webhooks ...] [--check]`; with --check nothing
 is written and the exit code is 1 when a file is stale (a unit test runs this).
 """
 
@@ -47,6 +47,14 @@ def rbac_files() -> dict[Path, str]:
     for name, text in rbac.manifests().items():
         out[ROOT / "manifests" / "rbac" / name] = text
         out[CHART / "files" / "rbac" / name] = text
+    # chart only: a namespaced install (operator.watchNamespaces) binds these cluster-wide
+    out[CHART / "files" / "rbac" / "operator-cluster-scope.yaml"] = rbac.render(
+        [rbac.operator_cluster_scope_role()]
+    )
+    # kustomize only: the operator keeps its own webhook certificate (--webhook-cert-secret)
+    out[ROOT / "manifests" / "default" / "webhook-cert-roles.yaml"] = rbac.render(
+        rbac.operator_webhook_cert_roles()
+    )
     return out
 
 
@@ -113,16 +121,10 @@ def webhook_files() -> dict[Path, str]:
     }
 
 
-def peering_files() -> dict[Path, str]:
-    source = ROOT / "manifests" / "peering" / "kopf-peering-crds.yaml"
-    return {CHART / "files" / "kopf-peering-crds.yaml": source.read_text()}
-
-
 GENERATORS: dict[str, Callable[[], dict[Path, str]]] = {
     "crds": crd_files,
     "rbac": rbac_files,
     "webhooks": webhook_files,
-    "peering": peering_files,
 }
 
 

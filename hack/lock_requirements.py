@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write requirements.lock: the runtime dependencies of studio-operator (the closure of
-pyproject's [project.dependencies]) pinned to the versions installed in this environment.
+pyproject's dependencies and its `operator` extra) pinned to the versions installed in this environment.
 
 `python hack/lock_requirements.py [--check]` (run it with the project's .venv python). The
 Dockerfile installs exactly these pins, then the wheel with --no-deps.
@@ -38,7 +38,8 @@ def _marker_env(env: dict[str, str], extra: str) -> Any:
 def closure() -> dict[str, str]:
     env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     pinned: dict[str, str] = {}
-    todo = [(r, "") for r in metadata.requires(PROJECT) or []]
+    # the image runs the operator: the base requirements and the `operator` extra
+    todo = [(r, "operator") for r in metadata.requires(PROJECT) or []]
     while todo:
         text, extra = todo.pop()
         req = Requirement(text)

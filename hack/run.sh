@@ -19,7 +19,10 @@ if [ -f hack/s3.py ]; then $PY hack/s3.py up; fi
 # buckets are bound to $NS (hack/operator.sh; docs/storage.md, "Endpoint and bucket trust").
 DEMO_NAMESPACE=$NS bash hack/operator.sh up
 $KUBECTL create namespace "$NS" --dry-run=client -o yaml | $KUBECTL apply -f - >/dev/null
-$KUBECTL apply -n "$NS" -k manifests/samples
+# The sample DataLinks name the loopback S3 endpoint; this checkout's server runs on its own port.
+S3_ENDPOINT=$($PY hack/s3.py endpoint)
+$KUBECTL kustomize manifests/samples | sed "s#http://127.0.0.1:9000#$S3_ENDPOINT#g" \
+  | $KUBECTL apply -n "$NS" -f -
 echo
 echo "Waiting for rnaseq-analysis to start (Starting -> Running)..."
 for _ in $(seq 1 60); do
@@ -41,5 +44,5 @@ Next steps:
   .venv/bin/kubectl-studio ls -n $NS                     # the kubectl plugin (kubectl studio ...)
   kubectl patch studio survival-models -n $NS --type merge -p '{"spec":{"state":"Running"}}'
   tail -f .cluster/logs/operator.log
-Stop everything with: make operator-down cluster-down && .venv/bin/python hack/s3.py down
+Stop everything (operator, S3 endpoint, control plane) with: make operator-down cluster-down
 MSG

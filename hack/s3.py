@@ -5,7 +5,9 @@
     python hack/s3.py down     # stop the recorded process
     python hack/s3.py status   # exit code 0 iff it answers
 
-Listens on 127.0.0.1:${S3_PORT:-9000}; pid in .cluster/s3.pid, log in .cluster/logs/s3.log.
+Listens on 127.0.0.1 on a free port picked on the first start and recorded with the endpoint in
+.cluster/s3.endpoint (S3_PORT overrides), so two checkouts on one machine do not collide; `make run`
+puts that endpoint into the sample DataLinks. pid in .cluster/s3.pid, log in .cluster/logs/s3.log.
 No authentication: any key pair signs valid requests (the sample DataLink's Secret holds dummy
 keys). State lives in memory: after `down`/`up` the buckets are created again.
 """
@@ -16,6 +18,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +32,43 @@ CLUSTER = ROOT / ".cluster"
 PIDFILE = CLUSTER / "s3.pid"
 LOG = CLUSTER / "logs" / "s3.log"
 HOST = "127.0.0.1"
-PORT = int(os.environ.get("S3_PORT", "9000"))
+ENDPOINT_FILE = CLUSTER / "s3.endpoint"
+SAMPLE_ENDPOINT = "http://127.0.0.1:9000"  # what manifests/samples/datalink.yaml says
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def recorded_port() -> int | None:
+    try:
+        return int(ENDPOINT_FILE.read_text().strip().rsplit(":", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def choose_port() -> int:
+    """S3_PORT, else the recorded port (kept while our server runs on it), else a free one."""
+    if os.environ.get("S3_PORT"):
+        return int(os.environ["S3_PORT"])
+    port = recorded_port()
+    if port is None:
+        return _free_port()
+    try:  # free, or held by our own server (its pid file names a moto server)
+        with socket.socket() as s:
+            s.bind((HOST, port))
+        return port
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(PIDFILE.read_text().strip())
+            if b"moto.server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return port
+    return _free_port()
+
+
+PORT = choose_port()
 ENDPOINT = f"http://{HOST}:{PORT}"
 REGION: Final = "eu-west-1"  # the sample environment's region: no CrossRegionMount for the sample
 
@@ -68,6 +107,7 @@ def start() -> None:
         return
     if answers():
         sys.exit(f"[s3] {ENDPOINT} already answers but is not ours: stop it or set S3_PORT")
+    CLUSTER.mkdir(parents=True, exist_ok=True)
     LOG.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)  # never require IAM keys here
@@ -84,6 +124,7 @@ def start() -> None:
             start_new_session=True,
         )
     PIDFILE.write_text(f"{proc.pid}\n")
+    ENDPOINT_FILE.write_text(f"{ENDPOINT}\n")
     deadline = time.monotonic() + 30
     while not answers():
         if proc.poll() is not None:
@@ -132,8 +173,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "endpoint"])
     command = parser.parse_args().command
+    if command == "endpoint":  # for scripts: the endpoint to put into DataLinks
+        print(ENDPOINT)
+        return 0
     if command == "up":
         start()
         ensure_buckets()

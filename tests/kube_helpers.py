@@ -461,3 +461,47 @@ class OperatorProcess:
 
     def __repr__(self) -> str:
         return f"<OperatorProcess pid={self.pid} running={self.running} liveness={self.liveness_port}>"
+
+
+def service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as the ServiceAccount `account` (a TokenRequest token):
+    what a pod running as it would have."""
+    from kubernetes import client
+
+    token = cluster.core.create_namespaced_service_account_token(
+        account,
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    ).status.token
+    config = yaml.safe_load(Path(cluster.kubeconfig).read_text())
+    cluster_entry = config["clusters"][0]
+    config["users"] = [{"name": "sa", "user": {"token": token}}]
+    config["contexts"] = [
+        {"name": "sa", "context": {"cluster": cluster_entry["name"], "user": "sa", "namespace": namespace}}
+    ]
+    config["current-context"] = "sa"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
+    """The admin kubeconfig's server and CA, authenticated with `token` only."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
+    ca = {k: v for k, v in server.items() if k.startswith("certificate-authority")}
+    if "certificate-authority" in ca and not Path(ca["certificate-authority"]).is_absolute():
+        ca["certificate-authority"] = str((cluster.kubeconfig.parent / ca["certificate-authority"]).resolve())
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server["server"], **ca}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
+        "current-context": "c",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path

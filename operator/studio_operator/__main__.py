@@ -6,13 +6,12 @@ import argparse
 import contextlib
 import ctypes
 import importlib
+import json
 import logging
 import os
 import socket
 import sys
-from datetime import timedelta
-
-import kopf
+from datetime import UTC, datetime, timedelta
 
 from .config import OPTIONS
 from .resources.endpoints import (
@@ -30,19 +29,7 @@ HANDLER_MODULES = [
 ]
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="studio-operator", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the operator")
-    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
-    run.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
-    run.add_argument("--liveness-port", type=int, default=8089)
-    run.add_argument("--metrics-port", type=int, default=8090, help="0 disables the metrics endpoint")
-    run.add_argument(
-        "--probe-address",
-        default=os.environ.get("STUDIO_PROBE_ADDRESS", "127.0.0.1"),
-        help="address of the liveness and metrics endpoints (in a pod: 0.0.0.0; env STUDIO_PROBE_ADDRESS)",
-    )
+def _s3_arguments(run: argparse.ArgumentParser) -> None:
     s3 = run.add_argument_group(
         "S3 trust (docs/storage.md)",
         "Each option may be repeated; without it, its STUDIO_* environment variable is read "
@@ -75,16 +62,79 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="a network tenant endpoints may not resolve to, besides loopback, link-local and "
         "private ones, e.g. a public service CIDR (env STUDIO_S3_DENIED_NETWORKS)",
     )
+
+
+def _webhook_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--webhook-mode", choices=["local", "cluster", "none"], default="none")
     run.add_argument("--webhook-port", type=int, default=9443)
     run.add_argument("--webhook-host", help="cluster mode: the webhook Service's DNS name")
     run.add_argument("--cert-dir", help="webhook certificates (local: generated here; cluster: mounted)")
+    run.add_argument(
+        "--webhook-cert-secret",
+        help="cluster mode: keep the serving certificate in this Secret (created and rotated by the "
+        "operator, written to --cert-dir) and inject its CA into the webhook configurations",
+    )
+    run.add_argument(
+        "--webhook-config",
+        default="studio-operator",
+        help="with --webhook-cert-secret: the Validating/MutatingWebhookConfigurations to inject the CA into",
+    )
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="studio-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+    run.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
+    run.add_argument("--liveness-port", type=int, default=8089)
+    run.add_argument("--metrics-port", type=int, default=8090, help="0 disables the metrics endpoint")
+    run.add_argument(
+        "--probe-address",
+        default=os.environ.get("STUDIO_PROBE_ADDRESS", "127.0.0.1"),
+        help="address of the liveness and metrics endpoints (in a pod: 0.0.0.0; env STUDIO_PROBE_ADDRESS)",
+    )
+    _s3_arguments(run)
+    _webhook_arguments(run)
     run.add_argument("--peering", help="kopf peering name: enables high availability (replicas > 1)")
     run.add_argument("--priority", type=int, default=0, help="peering priority (highest acts)")
+    run.add_argument(
+        "--leader-election",
+        metavar="LEASE",
+        help="high availability with this coordination.k8s.io Lease (replicas > 1): one replica acts",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        help="the Lease's namespace (default: the operator's own, $POD_NAMESPACE, else default)",
+    )
+    run.add_argument("--lease-duration", type=int, default=8, help="seconds before a standby takes over")
     run.add_argument("--workers", type=int, default=64, help="concurrent reconciles")
     run.add_argument("--warning-minutes", type=float, default=15.0, help="SessionExpiringSoon lead time")
     run.add_argument("--verbose", "-v", action="store_true")
+    run.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one object per line"
+    )
+    test = sub.add_parser("selftest", help="check an installed operator (what `helm test` runs)")
+    test.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+    test.add_argument("--namespace", "-n", default="default", help="where to dry-run a Studio")
+    test.add_argument("--metrics-url", help="the operator's metrics endpoint, e.g. http://svc:8090/metrics")
+    test.add_argument("--no-webhooks", action="store_true", help="skip the admission check")
     return parser.parse_args(argv)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines (Loki, Elasticsearch, Cloud Logging)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 M_ARENA_MAX = -8  # glibc mallopt parameter
@@ -119,6 +169,15 @@ def s3_policy(args: argparse.Namespace) -> S3Policy:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "selftest":
+        from . import selftest
+
+        return selftest.run(args)
+    try:
+        import kopf
+    except ImportError as exc:  # a plugin-only install (pip install studio-operator[cli])
+        print(f"{exc}: the operator needs `pip install studio-operator[operator]`", file=sys.stderr)
+        return 1
     try:
         policy = s3_policy(args)
     except PolicyError as exc:
@@ -126,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     limit_malloc_arenas()  # before any thread exists
     _configure(args, policy)
-    _setup_logging(args.verbose, policy)
+    _setup_logging(args, policy)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     _import_handlers()
@@ -158,20 +217,28 @@ def _configure(args: argparse.Namespace, policy: S3Policy) -> None:
     OPTIONS.webhook_port = args.webhook_port
     OPTIONS.webhook_host = args.webhook_host
     OPTIONS.cert_dir = args.cert_dir
+    OPTIONS.webhook_cert_secret = args.webhook_cert_secret
+    OPTIONS.webhook_config = args.webhook_config
     OPTIONS.peering = args.peering
     OPTIONS.priority = args.priority
+    OPTIONS.leader_election = args.leader_election
+    OPTIONS.leader_election_namespace = args.leader_election_namespace
+    OPTIONS.lease_duration = args.lease_duration
     OPTIONS.identity = f"{socket.gethostname()}@{os.getpid()}"
     OPTIONS.workers = args.workers
     OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)
     OPTIONS.verbose = args.verbose
 
 
-def _setup_logging(verbose: bool, policy: S3Policy) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def _setup_logging(args: argparse.Namespace, policy: S3Policy) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if args.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    if not verbose:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    if not args.verbose:
         # kopf logs every successful handler call at INFO: one line per watch event at scale.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     logging.getLogger("studio_operator").info(

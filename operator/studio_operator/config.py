@@ -21,8 +21,13 @@ class Options:
     webhook_port: int = 9443
     webhook_host: str | None = None
     cert_dir: str | None = None
+    webhook_cert_secret: str | None = None  # cluster mode: the operator manages its certificate
+    webhook_config: str = "studio-operator"
     peering: str | None = None
     priority: int = 0
+    leader_election: str | None = None  # Lease name: HA without kopf peering
+    leader_election_namespace: str | None = None
+    lease_duration: int = 8
     identity: str = ""
     workers: int = 64
     warning_ahead: timedelta = timedelta(minutes=15)

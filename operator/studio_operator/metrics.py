@@ -14,6 +14,10 @@ RECONCILE_ERRORS = Counter("studio_operator_reconcile_errors_total", "Reconciles
 EXPIRIES = Counter(
     "studio_operator_session_expiries_total", "Sessions stopped because their lifespan expired"
 )
+EXPIRY_FAILURES = Counter(
+    "studio_operator_expiry_failures_total",
+    "Lifespan expiries that failed (retried; alert when they persist)",
+)
 SESSIONS_STARTED = Counter("studio_operator_sessions_started_total", "Session pods created")
 API_RETRIES = Gauge("studio_operator_api_retries", "API requests retried after a transient failure")
 API_REQUESTS = Gauge("studio_operator_api_requests", "API requests made by the reconciler")

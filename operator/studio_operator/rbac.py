@@ -145,12 +145,42 @@ def operator_cluster_role() -> dict[str, Any]:
         # kopf: resource discovery and namespace patterns
         rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], READ),
         rule([""], ["namespaces"], READ),
+        # high availability (--leader-election): one replica holds the Lease and acts
+        rule(["coordination.k8s.io"], ["leases"], ["get", "create", "update"]),
         # kopf peering (only used when a peering object exists; standalone otherwise)
         rule(
             ["kopf.dev"], ["clusterkopfpeerings", "kopfpeerings"], ["get", "list", "watch", "create", "patch"]
         ),
     ]
     return _cluster_role(OPERATOR_ROLE, rules, "The studio operator's own permissions.")
+
+
+CLUSTER_SCOPED_RESOURCES = frozenset(
+    {
+        "persistentvolumes",
+        "subjectaccessreviews",
+        "selfsubjectreviews",
+        "customresourcedefinitions",
+        "namespaces",
+        "clusterrolebindings",
+        "clusterkopfpeerings",
+    }
+)
+
+
+def operator_cluster_scope_role() -> dict[str, Any]:
+    """A namespaced install (chart value operator.watchNamespaces) binds the operator's role per
+    namespace with RoleBindings; these rules about cluster-scoped resources stay cluster-wide."""
+    rules = []
+    for r in operator_cluster_role()["rules"]:
+        kept = [res for res in r["resources"] if res in CLUSTER_SCOPED_RESOURCES]
+        if kept:
+            rules.append({**r, "resources": kept})
+    return _cluster_role(
+        f"{OPERATOR_ROLE}-cluster-scope",
+        rules,
+        "The studio operator's permissions on cluster-scoped resources (namespaced installs).",
+    )
 
 
 def operator_webhooks_cluster_role(config_name: str = MANAGED_WEBHOOK_CONFIG) -> dict[str, Any]:
@@ -167,6 +197,39 @@ def operator_webhooks_cluster_role(config_name: str = MANAGED_WEBHOOK_CONFIG) ->
     return _cluster_role(
         OPERATOR_WEBHOOKS_ROLE, rules, "Lets the studio operator manage its own webhook configurations."
     )
+
+
+WEBHOOK_CERT_ROLE = "studio-operator-webhook-cert"
+SHIPPED_WEBHOOK_CONFIG = "studio-operator"  # the configurations manifests/default ships
+WEBHOOK_CERT_SECRET = "studio-operator-webhook-tls"
+
+
+def operator_webhook_cert_roles(
+    config_name: str = SHIPPED_WEBHOOK_CONFIG, secret: str = WEBHOOK_CERT_SECRET
+) -> list[dict[str, Any]]:
+    """For --webhook-cert-secret (manifests/default): a ClusterRole to put the CA into exactly the
+    shipped webhook configurations, and a Role (bound in the operator's namespace) for its Secret.
+    `create` cannot be limited by name; `get` on secrets is in the operator's role already."""
+    kinds = ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"]
+    cluster_role = _cluster_role(
+        WEBHOOK_CERT_ROLE,
+        [rule(["admissionregistration.k8s.io"], kinds, ["get", "patch"], [config_name])],
+        "Lets the studio operator inject its webhook CA into its own webhook configurations.",
+    )
+    role = {
+        "apiVersion": RBAC_API_VERSION,
+        "kind": "Role",
+        "metadata": {
+            "name": WEBHOOK_CERT_ROLE,
+            "labels": dict(PART_OF),
+            "annotations": {DESCRIPTION: "Lets the studio operator keep its webhook certificate Secret."},
+        },
+        "rules": [
+            rule([""], ["secrets"], ["create"]),
+            rule([""], ["secrets"], ["get", "update"], [secret]),
+        ],
+    }
+    return [cluster_role, role]
 
 
 # ---------------------------------------------------------------- per-studio connect grant

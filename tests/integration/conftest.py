@@ -34,7 +34,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from install_helpers import CHART, helm, kubectl
-from kube_helpers import ROOT, Cluster, OperatorProcess, apply_crds, load_configuration
+from kube_helpers import ROOT, Cluster, OperatorProcess, apply_crds, load_configuration, token_kubeconfig
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_UP_TIMEOUT = 1800  # a fresh machine builds the binaries first (hack/build-control-plane.sh)
@@ -157,27 +157,6 @@ def operator_factory(cluster: Cluster) -> Iterator[Callable[..., OperatorProcess
 
 
 # ---------------------------------------------------------------- the chart's own identity
-
-
-def token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:
-    """The admin kubeconfig's server and CA, authenticated with `token` only."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    server = next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"]
-    ca = {k: v for k, v in server.items() if k.startswith("certificate-authority")}
-    if "certificate-authority" in ca and not Path(ca["certificate-authority"]).is_absolute():
-        ca["certificate-authority"] = str((cluster.kubeconfig.parent / ca["certificate-authority"]).resolve())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server["server"], **ca}}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
-        "current-context": "c",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ operator/studio_operator/rbac.py and run `make rbac`.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import studio_helpers as sh
-from kube_helpers import Cluster, OperatorProcess, wait_for
+from install_helpers import CHART, helm, kubectl
+from kube_helpers import Cluster, OperatorProcess, token_kubeconfig, wait_for
 
 # An RBAC denial, as the API server words it (not e.g. "namespace is being terminated").
 FORBIDDEN = re.compile(r'forbidden: User "[^"]+" cannot [a-z]+ resource')
@@ -103,3 +105,79 @@ def test_operator_runs_with_the_chart_rbac(
         problems[:20]
     )
     assert operator.running
+
+
+def test_operator_runs_with_namespaced_chart_rbac(
+    cluster: Cluster,
+    namespace: str,
+    operator_factory: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    """`operator.watchNamespaces`: the operator's role bound only in the watched namespace (plus
+    the cluster-scoped rules); `--namespace` makes it list and watch just there."""
+    fullname = f"nsrbac-{secrets.token_hex(3)}"
+    rendered = [
+        d
+        for d in yaml.safe_load_all(
+            helm(
+                cluster,
+                "template",
+                "nsrbac",
+                str(CHART),
+                "-n",
+                namespace,
+                "--set",
+                f"fullnameOverride={fullname},rbac.userRoles=false,operator.watchNamespaces={{{namespace}}}",
+                "--skip-tests",
+            )
+        )
+        if d and d["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "RoleBinding")
+    ]
+    assert {d["kind"] for d in rendered} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "RoleBinding",
+    }
+    kubectl(
+        cluster,
+        "apply",
+        "--server-side",
+        "--field-manager=studio-tests",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(rendered),
+    )
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
+    try:
+        token = kubectl(cluster, "create", "token", fullname, "-n", namespace, "--duration=2h").strip()
+        kubeconfig = token_kubeconfig(cluster, token, tmp_path / "operator-kubeconfig")
+        with cluster.token_client(token) as api:  # no cluster-wide access to studios
+            with pytest.raises(ApiException) as denied:
+                client.CustomObjectsApi(api).list_cluster_custom_object("studios.dev", "v1alpha1", "studios")
+            assert denied.value.status == 403
+        operator = operator_factory("--webhook-mode=none", "--namespace", namespace, kubeconfig=kubeconfig)
+        sh.create_environment(cluster, namespace)
+        sh.create_studio(cluster, namespace, "scoped")
+        sh.wait_phase(cluster, namespace, "scoped", "Running", timeout=60)
+        # a workspace claim (Pending here: no provisioner, so that studio stays Starting)
+        sh.create_studio(cluster, namespace, "vol", workspaceVolume={"size": "1Gi"})
+        wait_for(
+            lambda: cluster.core.read_namespaced_persistent_volume_claim("vol-workspace", namespace),
+            timeout=30,
+            ignore=(ApiException,),
+        )
+        sh.set_state(cluster, namespace, "scoped", "Stopped")
+        sh.wait_phase(cluster, namespace, "scoped", "Stopped", timeout=60)
+        problems = [
+            line
+            for line in operator.log_text().splitlines()
+            if FORBIDDEN.search(line) or "could not list" in line
+        ]
+        assert not problems, "namespaced RBAC was not enough:\n" + "\n".join(problems[:20])
+    finally:
+        for obj in rendered:
+            if obj["kind"] == "ClusterRole":
+                rbac_api.delete_cluster_role(obj["metadata"]["name"])
+            elif obj["kind"] == "ClusterRoleBinding":
+                rbac_api.delete_cluster_role_binding(obj["metadata"]["name"])

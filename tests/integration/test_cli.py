@@ -13,9 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
 import studio_helpers as sh
 from argocd_health import health
-from kube_helpers import Cluster, OperatorProcess, wait_for
+from kube_helpers import Cluster, OperatorProcess, service_account_kubeconfig, wait_for
+from studio_operator import rbac
 
 SCRIPT = Path(sys.executable).parent / "kubectl-studio"
 
@@ -242,12 +246,106 @@ def test_errors_and_exit_codes(cluster: Cluster, namespace: str, tmp_path: Path)
         "current-context: c\n"
     )
     unreachable = cli(cluster, "ls", env={"KUBECONFIG": str(bad)})
-    assert unreachable.returncode == 2 and "cannot reach the API server" in unreachable.stderr
+    assert unreachable.returncode == 1 and "cannot reach the API server" in unreachable.stderr
     no_context = cli(cluster, "ls", "--context", "nope")
-    assert no_context.returncode == 2 and "nope" in no_context.stderr
+    assert no_context.returncode == 1 and "nope" in no_context.stderr
     duplicate = cli(
         cluster, "create", "dup", "-n", namespace, "--image", "x", "--env-name", "e", "--no-start"
     )
     ok(duplicate)
     again = cli(cluster, "create", "dup", "-n", namespace, "--image", "x", "--env-name", "e", "--no-start")
-    assert again.returncode == 2 and "already exists" in again.stderr
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_create_with_a_typo_warns_and_wait_reports_the_stall(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Issue 15 item 11: the webhook's warning reaches the user, `--wait` exits 1 with the reason.
+    The user is a ServiceAccount bound to studios-maintain (the webhook does not warn the
+    operator's own identity, which the admin kubeconfig shares here)."""
+    sh.create_environment(cluster, namespace, "aws-eu")
+    rbac_api = client.RbacAuthorizationV1Api(cluster.api_client)
+    for role in rbac.user_cluster_roles():
+        try:
+            rbac_api.create_cluster_role(role)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+    cluster.core.create_namespaced_service_account(namespace, {"metadata": {"name": "typist"}})
+    rbac_api.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "typist"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "studios-maintain",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "typist", "namespace": namespace}],
+        },
+    )
+    user = {"KUBECONFIG": str(service_account_kubeconfig(cluster, namespace, "typist", tmp_path / "typist"))}
+    typo = cli(
+        cluster,
+        "create",
+        "typo",
+        "-n",
+        namespace,
+        "--image",
+        "img",
+        "--env-name",
+        "aws-ue",
+        "--wait",
+        "--timeout",
+        "60",
+        env=user,
+    )
+    assert typo.returncode == 1, typo
+    assert "Warning:" in typo.stderr and "aws-ue" in typo.stderr
+    assert 'studio "typo" cannot start: EnvironmentNotFound' in typo.stderr
+    fine = cli(
+        cluster,
+        "create",
+        "fine",
+        "-n",
+        namespace,
+        "--image",
+        "img",
+        "--env-name",
+        "aws-eu",
+        "--no-start",
+        "--wait",
+        "-o",
+        "name",
+        env=user,
+    )
+    assert ok(fine) == "studio/fine\n" and "Warning" not in fine.stderr
+    wide = ok(cli(cluster, "ls", "-n", namespace, "-o", "wide"))
+    assert wide.splitlines()[0].split()[-3:] == ["IMAGE", "ENVIRONMENT", "MESSAGE"]
+    assert "aws-ue" in wide
+
+
+def test_kubectl_completes_the_plugin(cluster: Cluster, namespace: str) -> None:
+    """kubectl (>= 1.26) runs kubectl_complete-studio for `kubectl studio <TAB>` (issue 15 item 12)."""
+    from kube_helpers import kubectl_binary
+
+    kubectl = kubectl_binary()
+    assert kubectl, "kubectl not found"
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(cluster.kubeconfig),
+        "PATH": f"{SCRIPT.parent}:{os.environ['PATH']}",
+    }
+    sh.create_studio(cluster, namespace, "lab", state="Stopped")
+    words = subprocess.run(
+        [kubectl, "__complete", "studio", "st"], capture_output=True, text=True, env=env, timeout=60
+    ).stdout.split()
+    assert words[:2] == ["start", "stop"] and words[2] == ":4"
+    names = subprocess.run(
+        [kubectl, "__complete", "studio", "start", "-n", namespace, "l"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    ).stdout.split()
+    assert names == ["lab", ":4"]

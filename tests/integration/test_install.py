@@ -5,6 +5,7 @@ from a fresh virtualenv (what the Dockerfile does; Docker itself is not on the b
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -19,7 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from install_helpers import CHART, helm, helm_binary, kustomize, run, server_dry_run, template
+from install_helpers import CHART, docs, helm, helm_binary, kustomize, run, server_dry_run, template
 from kube_helpers import ROOT, Cluster, OperatorProcess, wait_for
 
 HELM_OWNER = "meta.helm.sh/release-name"
@@ -47,18 +48,6 @@ def owned_by_someone_else(cluster: Cluster, name: str) -> bool:
     return HELM_OWNER not in (role.metadata.annotations or {})
 
 
-def crd_exists(cluster: Cluster, name: str) -> bool:
-    """The peering CRDs are kept on uninstall (`helm.sh/resource-policy: keep`), so a second run
-    on the same cluster finds them owned by an earlier release: install them only when absent."""
-    try:
-        client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition(name)
-    except ApiException as e:
-        if e.status == 404:
-            return False
-        raise
-    return True
-
-
 # ---------------------------------------------------------------- Helm
 
 
@@ -68,13 +57,36 @@ def test_helm_lint_strict(cluster: Cluster) -> None:
         ["--set", "replicas=3"],
         ["--set", "webhook.certManager.enabled=true"],
         ["--set", "webhook.enabled=false,metrics.serviceMonitor.enabled=true"],
+        [
+            "--set",
+            "replicas=2,networkPolicy.enabled=true,metrics.prometheusRule.enabled=true,"
+            "metrics.grafanaDashboard.enabled=true,operator.watchNamespaces={a,b},operator.logFormat=json,"
+            "commonLabels.team=platform",
+        ],
     ):
         out = run([helm_binary(), "lint", "--strict", str(CHART), *values])
         assert "0 chart(s) failed" in out
 
 
 def test_helm_template_passes_server_dry_run(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
-    objects = template(cluster, namespace)
+    rendered = template(cluster, namespace)
+    hooks = [o for o in rendered if "helm.sh/hook" in (o["metadata"].get("annotations") or {})]
+    objects = [o for o in rendered if o not in hooks]
+    # `helm test`: a pod running the selftest, with a ServiceAccount that may only create studios
+    assert sorted(o["kind"] for o in hooks) == ["Pod", "Role", "RoleBinding", "ServiceAccount"]
+    test_pod = next(o for o in hooks if o["kind"] == "Pod")
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = test_pod["spec"]["containers"][0]
+    assert container["command"] == ["studio-operator"] and container["args"][:2] == [
+        "selftest",
+        f"--namespace={namespace}",
+    ]
+    assert (
+        f"--metrics-url=http://it-studio-operator-metrics.{namespace}.svc:8090/metrics" in container["args"]
+    )
+    role = next(o for o in hooks if o["kind"] == "Role")
+    assert role["rules"] == [{"apiGroups": ["studios.dev"], "resources": ["studios"], "verbs": ["create"]}]
+    server_dry_run(cluster, hooks, tmp_path)
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == [
         "ClusterRole",
@@ -98,7 +110,7 @@ def test_helm_template_passes_server_dry_run(cluster: Cluster, namespace: str, t
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8089, "protocol": "TCP"} in container["ports"]
     assert "--webhook-mode=cluster" in container["args"] and not any(
-        a.startswith("--peering") for a in container["args"]
+        a.startswith("--leader-election") for a in container["args"]
     )
     operator_role = next(
         o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "it-studio-operator"
@@ -186,25 +198,127 @@ def test_helm_template_high_availability(cluster: Cluster, namespace: str, tmp_p
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert "--peering=studio-operator" in container["args"]
-    assert container["command"][:2] == ["/bin/sh", "-c"] and "--priority=" in container["command"][2]
-    crds = {o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"}
-    assert crds == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    peering = next(o for o in objects if o["kind"] == "ClusterKopfPeering")
-    assert peering["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
-    server_dry_run(cluster, [o for o in objects if o["kind"] != "ClusterKopfPeering"], tmp_path)
-    fixed = template(cluster, namespace, "replicas=2", "peering.priority=100", "peering.installCRDs=false")
-    container = next(o for o in fixed if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
+    assert "--leader-election=it-studio-operator" in container["args"]
+    assert "--lease-duration=8" in container["args"]
+    assert not {"CustomResourceDefinition", "ClusterKopfPeering"} & {o["kind"] for o in objects}
+    role = next(
+        o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "it-studio-operator"
+    )
+    assert {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "update"],
+    } in (role["rules"])
+    server_dry_run(cluster, objects, tmp_path)
+    named = template(
+        cluster,
+        namespace,
+        "replicas=2",
+        "leaderElection.leaseName=ops",
+        "leaderElection.leaseDurationSeconds=12",
+    )
+    container = next(o for o in named if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][
         0
     ]
-    assert "command" not in container and "--priority=100" in container["args"]
-    assert not [o for o in fixed if o["kind"] == "CustomResourceDefinition"]
+    assert "--leader-election=ops" in container["args"] and "--lease-duration=12" in container["args"]
+
+
+def test_helm_values_of_a_well_kept_chart(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """Issue 15 item 8: the values render to valid objects (server-side dry run)."""
+    other = f"{namespace}-b"
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "replicas": 2,
+                "commonLabels": {"team": "platform"},
+                "operator": {
+                    "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
+                    "watchNamespaces": [namespace, other],
+                    "logFormat": "json",
+                    "env": [{"name": "AWS_CA_BUNDLE", "value": "/etc/ssl/s3/ca.crt"}],
+                },
+                "extraVolumes": [{"name": "s3-ca", "configMap": {"name": "s3-ca"}}],
+                "extraVolumeMounts": [{"name": "s3-ca", "mountPath": "/etc/ssl/s3", "readOnly": True}],
+                "networkPolicy": {"enabled": True},
+                "startupProbe": {"failureThreshold": 30, "periodSeconds": 5, "timeoutSeconds": 5},
+                "metrics": {"prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
+            }
+        )
+    )
+    objects = docs(
+        helm(cluster, "template", "it", str(CHART), "-n", namespace, "-f", str(values), "--skip-tests")
+    )
+    assert all(
+        o["metadata"]["labels"].get("team") == "platform"
+        for o in objects
+        if o["kind"] != "CustomResourceDefinition"
+    )
+    pod = next(o for o in objects if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    assert {"name": "s3-ca", "mountPath": "/etc/ssl/s3", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "s3-ca", "configMap": {"name": "s3-ca"}} in pod["volumes"]
+    assert {f"--namespace={namespace}", f"--namespace={other}", "--log-format=json"} <= set(container["args"])
+    assert (
+        container["startupProbe"]["failureThreshold"] == 30
+        and container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    )
+    # namespaced RBAC: the operator's role bound in the watched namespaces (and the Lease's), the
+    # cluster-scoped rules alone cluster-wide
+    bindings = {(o["kind"], o["metadata"].get("namespace")) for o in objects if o["kind"].endswith("Binding")}
+    assert ("RoleBinding", namespace) in bindings and ("RoleBinding", other) in bindings
+    crb = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert [b["roleRef"]["name"] for b in crb] == ["it-studio-operator-cluster-scope"]
+    scope = next(
+        o
+        for o in objects
+        if o["metadata"]["name"] == "it-studio-operator-cluster-scope" and o["kind"] == "ClusterRole"
+    )
+    assert "pods" not in {r for rule in scope["rules"] for r in rule["resources"]}
+    assert {"persistentvolumes", "subjectaccessreviews"} <= {
+        r for rule in scope["rules"] for r in rule["resources"]
+    }
+    pdb = next(o for o in objects if o["kind"] == "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy")
+    assert {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]} == {
+        "webhook",
+        "metrics",
+        "health",
+    }
+    rule = next(o for o in objects if o["kind"] == "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"StudioOperatorDown", "StudioOperatorReconcileErrors", "StudioOperatorExpiriesFailing"} <= alerts
+    dashboard = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["studio-operator.json"])["panels"]
+    cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        server_dry_run(
+            cluster, [o for o in objects if o["apiVersion"] != "monitoring.coreos.com/v1"], tmp_path
+        )
+    finally:
+        cluster.core.delete_namespace(other)
+    # NOTES: concrete commands, no placeholders
+    notes = helm(
+        cluster,
+        "install",
+        "it",
+        str(CHART),
+        "-n",
+        namespace,
+        "--dry-run=client",
+        "--set",
+        "replicas=2,rbac.create=false,rbac.userRoles=false",
+    )
+    notes = notes.split("NOTES:", 1)[1]
+    assert "helm test it" in notes and "<" not in notes and ">" not in notes
 
 
 def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> None:
     release = f"it-{secrets.token_hex(3)}"
     fullname = f"{release}-studio-operator"
-    peering = f"{release}-peering"
     # The studios-* roles are cluster-wide; when other tests created them outside Helm, Helm
     # would refuse to adopt them, so this release then leaves them out.
     user_roles = not owned_by_someone_else(cluster, "studios-view")
@@ -214,6 +328,40 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
         f"rbac.userRoles={str(user_roles).lower()}",
     ]
     args = [a for s in sets for a in ("--set", s)]
+    # a studio's workspace claim (as the operator makes it: owned by the studio) must outlive
+    # the install and the uninstall (Helm never deletes its crds/, so studios stay)
+    studio = cluster.custom.create_namespaced_custom_object(
+        "studios.dev",
+        "v1alpha1",
+        namespace,
+        "studios",
+        {
+            "apiVersion": "studios.dev/v1alpha1",
+            "kind": "Studio",
+            "metadata": {"name": "keeper"},
+            "spec": {"computeEnvironment": "none", "template": {"image": "img"}, "state": "Stopped"},
+        },
+    )
+    cluster.core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(
+                name="keeper-workspace",
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version="studios.dev/v1alpha1",
+                        kind="Studio",
+                        name="keeper",
+                        uid=studio["metadata"]["uid"],
+                    )
+                ],
+            ),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
     helm(cluster, "install", release, str(CHART), "-n", namespace, *args)
     try:
         apps = client.AppsV1Api(cluster.api_client)
@@ -250,8 +398,26 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
             message="the Deployment's ReplicaSet to create a pod",
         )
 
-        # upgrade = certificate rotation; the previous CA stays in the bundle for the roll-over
+        # a no-op upgrade re-uses the certificate (lookup): nothing changes, no pod rolls
         helm(cluster, "upgrade", release, str(CHART), "-n", namespace, *args)
+        same = core.read_namespaced_secret(f"{fullname}-webhook-tls", namespace)
+        assert same.data == secret.data
+        assert (
+            apps.read_namespaced_deployment(fullname, namespace).spec.template.metadata.annotations
+            == deployment.spec.template.metadata.annotations
+        )
+        # within renewBeforeDays of the end: a new certificate; the previous CA stays in the bundle
+        helm(
+            cluster,
+            "upgrade",
+            release,
+            str(CHART),
+            "-n",
+            namespace,
+            *args,
+            "--set",
+            "webhook.renewBeforeDays=1000",
+        )
         rotated = core.read_namespaced_secret(f"{fullname}-webhook-tls", namespace)
         new_ca = base64.b64decode(rotated.data["ca.crt"])
         assert new_ca != first_ca
@@ -265,34 +431,13 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
             != deployment.spec.template.metadata.annotations["checksum/webhook-tls"]
         )
 
-        # high availability: peering CRDs (unless present already) and the peering object (a hook)
-        peering_crds = not crd_exists(cluster, "clusterkopfpeerings.kopf.dev")
-        helm(
-            cluster,
-            "upgrade",
-            release,
-            str(CHART),
-            "-n",
-            namespace,
-            *args,
-            "--set",
-            "replicas=2",
-            "--set",
-            f"peering.name={peering}",
-            "--set",
-            f"peering.installCRDs={str(peering_crds).lower()}",
-        )
+        # high availability: leader election with a Lease in the release namespace
+        helm(cluster, "upgrade", release, str(CHART), "-n", namespace, *args, "--set", "replicas=2")
         ha = apps.read_namespaced_deployment(fullname, namespace)
         assert ha.spec.replicas == 2 and ha.spec.strategy.type == "RollingUpdate"
-        assert f"--peering={peering}" in ha.spec.template.spec.containers[0].args
-        cluster.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
+        assert f"--leader-election={fullname}" in ha.spec.template.spec.containers[0].args
     finally:
         helm(cluster, "uninstall", release, "-n", namespace, "--wait", "--timeout=120s")
-        try:  # a hook object: Helm leaves it (harmless; kopf only writes heartbeats into it)
-            cluster.custom.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
-        except ApiException as e:
-            if e.status != 404:
-                raise
 
     def gone(read: Any, *a: Any) -> bool:
         try:
@@ -306,6 +451,9 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
     )
     assert gone(client.RbacAuthorizationV1Api(cluster.api_client).read_cluster_role, fullname)
     assert gone(client.AppsV1Api(cluster.api_client).read_namespaced_deployment, fullname, namespace)
+    client.ApiextensionsV1Api(cluster.api_client).read_custom_resource_definition("studios.studios.dev")
+    cluster.custom.get_namespaced_custom_object("studios.dev", "v1alpha1", namespace, "studios", "keeper")
+    cluster.core.read_namespaced_persistent_volume_claim("keeper-workspace", namespace)
 
 
 # ---------------------------------------------------------------- kustomize
@@ -314,11 +462,12 @@ def test_helm_install_upgrade_uninstall(cluster: Cluster, namespace: str) -> Non
 def test_kustomize_default_passes_server_dry_run(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     objects = kustomize(ROOT / "manifests" / "default")
     kinds = {o["kind"] for o in objects}
-    assert kinds == {
+    assert kinds == {  # no CRDs: a separate step (manifests/crds) that uninstalling never deletes
         "Namespace",
-        "CustomResourceDefinition",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "ServiceAccount",
         "Deployment",
         "Service",
@@ -330,12 +479,17 @@ def test_kustomize_default_passes_server_dry_run(cluster: Cluster, namespace: st
     assert all(o["metadata"]["namespace"] == "studio-system" for o in namespaced)
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
-    assert volumes["webhook-tls"]["secret"]["secretName"] == "studio-operator-webhook-tls"
+    assert "emptyDir" in volumes["webhook-tls"]  # the operator writes its own certificate there
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "studio-operator:0.1.0"
     out = server_dry_run(cluster, retarget(objects, "studio-system", namespace), tmp_path)
     assert "deployment.apps/studio-operator serverside-applied (server dry run)" in out
     cert_manager = kustomize(ROOT / "manifests" / "cert-manager")
     assert {"Certificate", "Issuer"} <= {o["kind"] for o in cert_manager}
+    managed = next(o for o in cert_manager if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert not [a for a in managed["containers"][0]["args"] if a.startswith("--webhook-cert-secret")]
+    cm_volumes = {v["name"]: v for v in managed["volumes"]}
+    assert cm_volumes["webhook-tls"]["secret"]["secretName"] == "studio-operator-webhook-tls"
+    assert not [o for o in cert_manager if o["metadata"]["name"] == "studio-operator-webhook-cert"]
 
 
 def test_samples_pass_server_dry_run(

@@ -27,7 +27,7 @@ def test_lock_covers_runtime_dependencies() -> None:
         for line in (ROOT / "requirements.lock").read_text().splitlines()
         if line and not line.startswith("#")
     }
-    for requirement in project["dependencies"]:
+    for requirement in [*project["dependencies"], *project["optional-dependencies"]["operator"]]:
         name = re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0]
         key = re.sub(r"[-_.]+", "-", name).lower()
         assert key in locked, f"{name} is not pinned in requirements.lock (run make lock)"
@@ -35,8 +35,21 @@ def test_lock_covers_runtime_dependencies() -> None:
             assert locked[key] == requirement.split("==")[1].strip(), f"{name}: lock differs from pyproject"
 
 
+def test_cli_install_is_light() -> None:
+    """`pip install studio-operator[cli]` pulls neither kopf, boto3 nor cryptography."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in project["dependencies"]}
+    names |= {
+        re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0].lower() for r in project["optional-dependencies"]["cli"]
+    }
+    assert not names & {"kopf", "boto3", "cryptography", "prometheus-client"}, names
+
+
 def test_chart_versions_match_the_package() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    from studio_operator import __version__
+
+    assert __version__ == version
     chart = yaml.safe_load((ROOT / "charts" / "studio-operator" / "Chart.yaml").read_text())
     assert chart["appVersion"] == version
     kustomization = yaml.safe_load((ROOT / "manifests" / "default" / "kustomization.yaml").read_text())

@@ -31,6 +31,9 @@ helm.sh/chart: {{ include "studio-operator.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: studio-operator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "studio-operator.serviceAccountName" -}}
@@ -63,28 +66,53 @@ app.kubernetes.io/part-of: studio-operator
 {{- end -}}
 
 {{/*
-The generated webhook CA and serving certificate (without cert-manager), made once per render and
-shared by the Secret, the webhook configurations and the Deployment's checksum annotation.
-Returns YAML: {ca, crt, key, bundle}; bundle also trusts the previous CA (from the live Secret),
-so webhook calls keep working while pods roll to the new certificate.
+The webhook CA and serving certificate (without cert-manager), made once per render and shared by
+the Secret, the webhook configurations and the Deployment's checksum annotation. Returns YAML:
+{ca, crt, key, bundle, notAfter}.
+
+The live Secret (`lookup`) is re-used while it names this Service and its certificate is valid for
+more than webhook.renewBeforeDays: a no-op `helm upgrade` changes nothing and rolls no pod. Then a
+new CA and certificate are generated; bundle also trusts the previous CA, so webhook calls keep
+working while pods roll onto the new certificate. `helm template` (no cluster) always generates.
 */}}
 {{- define "studio-operator.webhookCerts" -}}
 {{- if not (hasKey .Values "__webhookCerts") -}}
 {{- $host := include "studio-operator.webhookHost" . -}}
 {{- $svc := include "studio-operator.webhookService" . -}}
 {{- $days := int .Values.webhook.validityDays -}}
+{{- $previous := lookup "v1" "Secret" .Release.Namespace (include "studio-operator.webhookSecret" .) -}}
+{{- $prevData := dict -}}
+{{- $prevAnn := dict -}}
+{{- if $previous -}}
+{{- $prevData = $previous.data | default dict -}}
+{{- $prevAnn = $previous.metadata.annotations | default dict -}}
+{{- end -}}
+{{- $reuse := false -}}
+{{- $notAfter := index $prevAnn "studios.dev/not-after" | default "" -}}
+{{- if and (index $prevData "tls.crt") (index $prevData "tls.key") (index $prevData "ca.crt") $notAfter (eq (index $prevAnn "studios.dev/host" | default "") $host) -}}
+{{- $renewAt := (toDate "2006-01-02T15:04:05Z07:00" $notAfter | unixEpoch) | int64 -}}
+{{- $renewBefore := mul (int .Values.webhook.renewBeforeDays) 86400 | int64 -}}
+{{- if gt (sub $renewAt $renewBefore) (now | unixEpoch | int64) -}}
+{{- $reuse = true -}}
+{{- end -}}
+{{- end -}}
+{{- if $reuse -}}
+{{- $ca := index $prevData "ca.crt" | b64dec -}}
+{{- $_ := set .Values "__webhookCerts" (dict "ca" $ca "crt" (index $prevData "tls.crt" | b64dec) "key" (index $prevData "tls.key" | b64dec) "bundle" $ca "notAfter" $notAfter) -}}
+{{- else -}}
 {{- $ca := genCA "studio-operator webhook CA" $days -}}
 {{- $sans := list $host $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.cluster.local" $host) -}}
 {{- $cert := genSignedCert $host nil $sans $days $ca -}}
 {{- $bundle := $ca.Cert -}}
-{{- $previous := lookup "v1" "Secret" .Release.Namespace (include "studio-operator.webhookSecret" .) -}}
-{{- if and $previous $previous.data (index $previous.data "ca.crt") -}}
-{{- $old := index $previous.data "ca.crt" | b64dec -}}
+{{- if index $prevData "ca.crt" -}}
+{{- $old := index $prevData "ca.crt" | b64dec -}}
 {{- if ne $old $ca.Cert -}}
 {{- $bundle = printf "%s\n%s" (trim $ca.Cert) (trim $old) -}}
 {{- end -}}
 {{- end -}}
-{{- $_ := set .Values "__webhookCerts" (dict "ca" $ca.Cert "crt" $cert.Cert "key" $cert.Key "bundle" $bundle) -}}
+{{- $until := now | dateModify (printf "+%dh" (mul $days 24)) | date "2006-01-02T15:04:05Z07:00" -}}
+{{- $_ := set .Values "__webhookCerts" (dict "ca" $ca.Cert "crt" $cert.Cert "key" $cert.Key "bundle" $bundle "notAfter" $until) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml (index .Values "__webhookCerts") -}}
 {{- end -}}

@@ -232,9 +232,20 @@ class Mount(KubeModel):
     data_link: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL, alias="dataLink")
 
 
+class ReclaimPolicy(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
 class WorkspaceVolume(KubeModel):
     size: Quantity = Field(default="10Gi", json_schema_extra=QUANTITY_SCHEMA)
     storage_class_name: str | None = Field(default=None, max_length=253)
+    reclaim: ReclaimPolicy = Field(
+        default=ReclaimPolicy.RETAIN,
+        description="Retain (default): deleting the studio (or uninstalling the operator) keeps the "
+        "claim, labelled studios.dev/retained, and a new studio of the same name re-uses it. "
+        "Delete: the claim goes with the studio.",
+    )
 
 
 class StudioSpec(KubeModel):

@@ -189,7 +189,7 @@ def find_kubectl() -> str:
     ):
         if candidate:
             return candidate
-    raise CliError("kubectl not found: install it or set $KUBECTL", 2)
+    raise CliError("kubectl not found: install it or set $KUBECTL")
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -201,7 +201,7 @@ def free_port(preferred: int | None = None) -> int:
             except OSError:
                 continue
             return int(sock.getsockname()[1])
-    raise CliError("no free local port", 2)
+    raise CliError("no free local port")
 
 
 # ---------------------------------------------------------------- commands
@@ -226,17 +226,82 @@ def cmd_ls(target: Target, all_namespaces: bool, output: str, out: TextIO) -> in
     return 0
 
 
-def cmd_create(target: Target, manifest: dict[str, Any], dry_run: bool, output: str, out: TextIO) -> int:
+def cmd_create(
+    target: Target,
+    manifest: dict[str, Any],
+    dry_run: bool,
+    output: str,
+    out: TextIO,
+    *,
+    wait: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    name = manifest["metadata"]["name"]
     if dry_run:
-        out.write(_dump(manifest, "json" if output == "json" else "yaml"))
+        out.write(
+            f"studio/{name}\n"
+            if output == "name"
+            else _dump(manifest, "json" if output == "json" else "yaml")
+        )
         return 0
-    created = Studios(target).create(manifest)
+    studios = Studios(target)
+    created = studios.create(manifest)
+    running = manifest["spec"]["state"] == "Running"
+    if wait is not None:
+        created = wait_settled(studios, name, target.namespace, running, wait, sleep)
     if output in ("json", "yaml"):
         out.write(_dump(created, output))
-        return 0
-    state = "starting" if manifest["spec"]["state"] == "Running" else "added (not started)"
-    out.write(f'studio "{manifest["metadata"]["name"]}" {state} in namespace "{target.namespace}"\n')
+    elif output == "name":
+        out.write(f"studio/{name}\n")
+    elif wait is not None:
+        out.write(f'studio "{name}" {fmt.phase(created)} in namespace "{target.namespace}"\n')
+    else:
+        state = "starting" if running else "added (not started)"
+        out.write(f'studio "{name}" {state} in namespace "{target.namespace}"\n')
     return 0
+
+
+def settled(studio: dict[str, Any], running: bool) -> tuple[bool, str | None]:
+    """(done, problem): the studio runs (or, not started, was seen by the operator), or it cannot
+    get there without someone fixing something (Stalled, Errored) and problem says why."""
+    status = studio.get("status") or {}
+    generation = (studio.get("metadata") or {}).get("generation")
+    if not status or (generation is not None and status.get("observedGeneration", generation) < generation):
+        return False, None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "Stalled" and cond.get("status") == "True":
+            return True, f"{cond.get('reason', 'Stalled')}: {cond.get('message', '')}".rstrip(": ")
+    phase = status.get("phase")
+    if phase == "Errored":
+        return (
+            True,
+            f"{status.get('reason') or status.get('stopReason') or 'Errored'}: {status.get('message', '')}",
+        )
+    if running:
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []
+        )
+        return (phase == "Running" and ready) or (phase == "Running" and not status.get("conditions")), None
+    return phase is not None, None
+
+
+def wait_settled(
+    studios: Studios, name: str, namespace: str, running: bool, timeout: float, sleep: Callable[[float], None]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = studios.get(name, namespace)
+        done, problem = settled(current, running)
+        if problem:
+            raise CliError(f'studio "{name}" cannot start: {problem}')
+        if done:
+            return current
+        if time.monotonic() >= deadline:
+            phase = fmt.phase(current)
+            raise CliError(
+                f'studio "{name}" is still {phase} after {timeout:g}s (kubectl describe studio {name})'
+            )
+        sleep(1.0)
 
 
 def cmd_start(target: Target, name: str, out: TextIO) -> int:
@@ -313,7 +378,6 @@ def cmd_extend(
             raise CliError(
                 f'studio "{name}": lifespan set to {hours} hours, but the operator has not updated the '
                 f"status within {timeout:g}s (is it running?)",
-                2,
             )
         sleep(0.5)
         current = studios.get(name, target.namespace)
@@ -354,7 +418,7 @@ def cmd_connect(target: Target, name: str, local_port: int | None, address: str,
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None, text=True)
     except OSError as exc:
-        raise CliError(f"cannot run {argv[0]}: {exc}", 2) from exc
+        raise CliError(f"cannot run {argv[0]}: {exc}") from exc
     announced = False
     try:
         assert proc.stdout is not None
@@ -373,7 +437,7 @@ def cmd_connect(target: Target, name: str, local_port: int | None, address: str,
         proc.wait()
         return 0
     if code != 0:
-        raise CliError(f"kubectl port-forward exited with {code}", 2)
+        raise CliError(f"kubectl port-forward exited with {code}")
     return 0
 
 
@@ -392,6 +456,10 @@ def cmd_describe(target: Target, name: str, output: str, out: TextIO) -> int:
     explanation = describe_mod.explain(studio, environment, links)
     if output == "json":
         out.write(describe_mod.render_json(studio, explanation) + "\n")
+    elif output == "yaml":
+        import json
+
+        out.write(_dump(json.loads(describe_mod.render_json(studio, explanation)), "yaml"))
     else:
         out.write(describe_mod.render(studio, explanation, fmt.now_utc()) + "\n")
     return 0

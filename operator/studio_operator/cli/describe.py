@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..api.common import EnvVar
-from ..api.kinds import StudioSpec
+from ..api.kinds import ComputeEnvironmentSpec, StudioSpec
 from ..resources.buckets import is_writable
 from ..resources.inputs import Problem, gather_inputs
 from ..resources.links import link_view
@@ -132,30 +132,27 @@ def explain(
     inherited = env_spec.resource_labels or {}
     out.removed_labels = [k for k in spec.remove_resource_labels or [] if k in inherited]
 
-    env_region = env_spec.region
-    for mount in spec.mounts or []:
-        path = f"{DATA_ROOT}/{mount.data_link}"
-        view = link_view(mount.data_link, links.get(mount.data_link))
-        if view is None:
-            out.mounts.append(
-                MountEntry(mount.data_link, path, "", "ReadOnly", STUDIO, False, "data link not found")
-            )
-            continue
-        access = (
-            "ReadWrite" if view.bucket and is_writable(view.bucket, env_spec.allowed_buckets) else "ReadOnly"
-        )
-        notes = []
-        if not view.ready:
-            notes.append(f"not Ready: {view.reason}" + (f" ({view.message})" if view.message else ""))
-        if access == "ReadWrite":
-            notes.append("bucket in the environment's allowedBuckets")
-        if view.region and env_region and view.region != env_region:
-            notes.append(f"cross-region: {view.region} vs environment {env_region}")
-        out.mounts.append(
-            MountEntry(mount.data_link, path, view.spec.uri, access, STUDIO, view.ready, "; ".join(notes))
-        )
+    out.mounts = [
+        _mount_entry(mount.data_link, links.get(mount.data_link), env_spec) for mount in spec.mounts or []
+    ]
     out.resources = merge_resources(env_spec, spec)
     return out
+
+
+def _mount_entry(name: str, body: Mapping[str, Any] | None, env: ComputeEnvironmentSpec) -> MountEntry:
+    path = f"{DATA_ROOT}/{name}"
+    view = link_view(name, body)
+    if view is None:
+        return MountEntry(name, path, "", "ReadOnly", STUDIO, False, "data link not found")
+    access = "ReadWrite" if view.bucket and is_writable(view.bucket, env.allowed_buckets) else "ReadOnly"
+    notes = []
+    if not view.ready:
+        notes.append(f"not Ready: {view.reason}" + (f" ({view.message})" if view.message else ""))
+    if access == "ReadWrite":
+        notes.append("bucket in the environment's allowedBuckets")
+    if view.region and env.region and view.region != env.region:
+        notes.append(f"cross-region: {view.region} vs environment {env.region}")
+    return MountEntry(name, path, view.spec.uri, access, STUDIO, view.ready, "; ".join(notes))
 
 
 def _section(title: str, body: str) -> str:

@@ -1,10 +1,11 @@
-"""The plugin's errors and exit codes: 1 usage or not found, 2 API (or connection) errors."""
+"""The plugin's errors and exit codes: like kubectl, 1 for every error (usage, not found, API,
+connection, a studio that stalls while `create --wait` waits)."""
 
 from __future__ import annotations
 
 EXIT_OK = 0
 EXIT_USAGE = 1
-EXIT_API = 2
+EXIT_API = 1
 
 
 class CliError(Exception):

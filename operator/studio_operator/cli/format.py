@@ -119,15 +119,25 @@ def ls_rows(
             duration((now - created).total_seconds()) if created else "-",
         ]
         if wide:
-            row.append(str(ready.get("message") or NONE))
+            spec = studio.get("spec") or {}
+            message = str(ready.get("message") or (studio.get("status") or {}).get("message") or NONE)
+            row += [
+                str((spec.get("template") or {}).get("image") or NONE),
+                str(spec.get("computeEnvironment") or NONE),
+                (message[:77] + "...") if len(message) > 80 else message,
+            ]
         if all_namespaces:
             row.insert(0, str(meta.get("namespace", "")))
         rows.append(row)
     return rows
 
 
+WIDE_HEADERS = ["IMAGE", "ENVIRONMENT", "MESSAGE"]
+
+
 def ls_table(
     studios: Iterable[Mapping[str, Any]], now: datetime, *, all_namespaces: bool, wide: bool = False
 ) -> str:
-    headers = (["NAMESPACE"] if all_namespaces else []) + LS_HEADERS + (["MESSAGE"] if wide else [])
+    """`ls`; `-o wide` adds the image, the environment and the message that explains the state."""
+    headers = (["NAMESPACE"] if all_namespaces else []) + LS_HEADERS + (WIDE_HEADERS if wide else [])
     return table(headers, ls_rows(studios, now, all_namespaces=all_namespaces, wide=wide))

@@ -4,7 +4,9 @@ context (`--context`, else current) and namespace (`-n`, else the context's, els
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -18,6 +20,21 @@ from ..api.common import GROUP, VERSION
 from .errors import ApiFailure, NotFound
 
 MERGE_PATCH = "application/merge-patch+json"
+# RFC 7234 warn-value as the API server sends it: 299 - "text" (several joined by ", ")
+WARNING = re.compile(r'299 [^ ]+ "((?:[^"\\]|\\.)*)"')
+
+
+def warnings_of(headers: Mapping[str, str] | None) -> list[str]:
+    """The API server's warnings (admission webhooks, deprecations) from a response's headers."""
+    raw = next((v for k, v in (headers or {}).items() if k.lower() == "warning"), "")
+    return [m.replace('\\"', '"').replace("\\\\", "\\") for m in WARNING.findall(raw)]
+
+
+def print_warnings(headers: Mapping[str, str] | None) -> None:
+    for text in warnings_of(headers):
+        print(f"Warning: {text}", file=sys.stderr)
+
+
 NO_CRD = f"the studios.{GROUP} API (are the CRDs installed?)"
 
 
@@ -110,10 +127,12 @@ class Studios:
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         namespace = body["metadata"]["namespace"]
         try:
-            created = cast(
-                dict[str, Any],
-                self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "studios", body),
+            response = self.custom.create_namespaced_custom_object_with_http_info(
+                GROUP, VERSION, namespace, "studios", body
             )
+            data, _status, headers = response  # the legacy (data, status, headers) form
+            print_warnings(headers)
+            created = cast(dict[str, Any], data)
         except ApiException as exc:
             if exc.status == 409:
                 raise ApiFailure(
@@ -125,8 +144,8 @@ class Studios:
         return created
 
     def patch(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
-        patched: dict[str, Any] = call(
-            self.custom.patch_namespaced_custom_object,
+        response = call(
+            self.custom.patch_namespaced_custom_object_with_http_info,
             GROUP,
             VERSION,
             namespace,
@@ -136,7 +155,9 @@ class Studios:
             _content_type=MERGE_PATCH,
             what=f'studio "{name}" in namespace "{namespace}"',
         )
-        return patched
+        data, _status, headers = response
+        print_warnings(headers)
+        return cast(dict[str, Any], data)
 
 
 @contextmanager

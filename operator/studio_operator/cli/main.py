@@ -7,8 +7,9 @@
     kubectl studio extend NAME HOURS [--no-wait]
     kubectl studio connect NAME [--local-port N]
     kubectl studio describe NAME
+    kubectl studio completion bash|zsh
 
-Exit codes: 0 success, 1 usage error or not found, 2 API or connection error.
+Exit codes (like kubectl): 0 success, 1 any error.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
-from . import commands
+# Only what --help needs is imported here: the Kubernetes client and the models load on use, so
+# `kubectl studio --help` answers in well under a second.
 from .errors import EXIT_USAGE, CliError, UsageError
-from .kubeclient import session
 
 PROG = "kubectl studio"
 
@@ -64,11 +65,18 @@ def _create_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--display-name", help="free-text display name")
     p.add_argument("--dry-run", action="store_true", help="print the manifest instead of creating it")
-    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the studio runs (or, with --no-start, is seen); exit 1 with the reason if it stalls",
+    )
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits (default 300)")
+    p.add_argument("-o", "--output", choices=["text", "name", "json", "yaml"], default="text")
 
 
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kubectl-studio {version()}")
     _connection_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
@@ -85,7 +93,7 @@ def build_parser() -> Parser:
         "--output",
         choices=["table", "wide", "name", "json", "yaml"],
         default="table",
-        help="wide adds the MESSAGE that explains the state",
+        help="wide adds IMAGE, ENVIRONMENT and the MESSAGE that explains the state",
     )
 
     _create_arguments(add("create", "create a studio (started unless --no-start)"))
@@ -109,11 +117,34 @@ def build_parser() -> Parser:
 
     p = add("describe", "effective env, labels and mounts, and where each comes from")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    p.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+
+    p = sub.add_parser("completion", help="print a shell completion script (bash, zsh)")
+    p.add_argument("shell", choices=["bash", "zsh"])
     return parser
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("studio-operator")
+    except PackageNotFoundError:  # the krew zipapp carries no distribution metadata
+        from .. import __version__
+
+        return __version__
+
+
 def run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "completion":
+        from .completion import script
+
+        out.write(script(args.shell))
+        return 0
+    from . import commands
+    from .kubeclient import session
+
     if args.command == "create" and args.dry_run:
         manifest = commands.build_studio(args.name, args.namespace or "default", **_create_options(args))
         return commands.cmd_create(None, manifest, True, args.output, out)  # type: ignore[arg-type]
@@ -125,7 +156,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 return commands.cmd_ls(target, args.all_namespaces, args.output, out)
             case "create":
                 manifest = commands.build_studio(args.name, target.namespace, **_create_options(args))
-                return commands.cmd_create(target, manifest, False, args.output, out)
+                return commands.cmd_create(
+                    target, manifest, False, args.output, out, wait=args.timeout if args.wait else None
+                )
             case "start":
                 return commands.cmd_start(target, args.name, out)
             case "stop":
@@ -139,7 +172,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     raise UsageError(f"unknown command {args.command!r}")
 
 
-def _create_options(args: argparse.Namespace) -> commands.StudioOptions:
+def _create_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "image": args.image,
         "environment": args.env_name,
@@ -157,8 +190,13 @@ def _create_options(args: argparse.Namespace) -> commands.StudioOptions:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stream = out or sys.stdout
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["__complete"]:
+        from .completion import complete_main
+
+        return complete_main(words[1:])
     try:
-        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = build_parser().parse_args(words)
         return run(args, stream)
     except CliError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

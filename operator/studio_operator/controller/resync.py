@@ -36,10 +36,12 @@ class Resync:
         kinds: Sequence[WatchedKind],
         affected: Callable[[str, Body, bool], list[Key]],
         primary: str,
+        namespaces: Sequence[str] = (),
     ) -> None:
         self.store, self.queue, self.kinds = store, queue, kinds
         self.affected = affected
         self.primary = primary  # the kind whose keys the workers reconcile
+        self.namespaces = list(namespaces)  # listed one by one (namespaced RBAC); none: all at once
         self._timer: asyncio.TimerHandle | None = None
         self._first = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -79,8 +81,8 @@ class Resync:
         touched: list[Key] = []
         # In pages: a whole LIST of thousands of objects (managedFields included) parsed at once
         # would set the process's memory high-water mark for good.
-        async for page in _pages(watched.api_version, watched.kind, watched.label_selector):
-            list_rv = resource_version(page)
+        async for page in self._scoped_pages(watched):
+            list_rv = min(list_rv, resource_version(page)) if list_rv else resource_version(page)
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", watched.api_version)
                 item.setdefault("kind", watched.kind)
@@ -91,6 +93,13 @@ class Resync:
                 if self.store.put(watched.plural, item) and not queue_all:
                     touched.extend(self.affected(watched.plural, item, False))
         return listed, list_rv, touched
+
+    async def _scoped_pages(self, watched: WatchedKind) -> AsyncIterator[dict[str, Any]]:
+        """All namespaces at once, or each watched namespace (with namespaced RBAC)."""
+        scopes: list[str | None] = [*self.namespaces] if watched.kind not in kube.CLUSTER_SCOPED else []
+        for namespace in scopes or [None]:
+            async for page in _pages(watched.api_version, watched.kind, watched.label_selector, namespace):
+                yield page
 
     def _drop_unlisted(self, plural: str, listed: set[Key], list_rv: int) -> tuple[int, list[Key]]:
         """Forget what the LIST no longer has: (how many, the keys concerned)."""
@@ -134,13 +143,16 @@ class Resync:
                 return
 
 
-async def _pages(api_version: str, kind: str, selector: str | None) -> AsyncIterator[dict[str, Any]]:
+async def _pages(
+    api_version: str, kind: str, selector: str | None, namespace: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """One consistent LIST (every page has the first page's resourceVersion), page by page."""
     query = {"limit": str(LIST_PAGE)}
     if selector:
         query["labelSelector"] = selector
+    path = kube.path_for(api_version, kind, namespace)
     while True:
-        page: dict[str, Any] = await kube.request("GET", kube.path_for(api_version, kind), query=query)
+        page: dict[str, Any] = await kube.request("GET", path, query=query)
         yield page
         token = (page.get("metadata") or {}).get("continue")
         if not token:

@@ -23,12 +23,14 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    def __init__(self, kinds: Sequence[WatchedKind], primary: str) -> None:
+    def __init__(self, kinds: Sequence[WatchedKind], primary: str, namespaces: Sequence[str] = ()) -> None:
+        """`primary`: the kind whose keys are reconciled; `namespaces`: the watched ones (none:
+        the whole cluster)."""
         self.kinds = {k.plural: k for k in kinds}
         self.store = Store(store_policy(kinds))
         self.queue = WorkQueue()
         self.scheduler = Scheduler(self.queue)
-        self.resync = Resync(self.store, self.queue, kinds, self.affected, primary)
+        self.resync = Resync(self.store, self.queue, kinds, self.affected, primary, namespaces)
         self.gate = Gate()
         self.events = EventLane()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -69,6 +71,13 @@ class Runtime:
     def start(self, reconcile: Callable[[Key], Awaitable[float | None]], workers: int) -> None:
         self.spawn(self.scheduler.run(), "scheduler")
         self.spawn(run_workers(self.queue, reconcile, self.scheduler, workers, self.gate.active), "workers")
+
+    async def cancel(self, name: str) -> None:
+        """Stop one task (by the name it was spawned with) and wait for it."""
+        tasks = [t for t in self._tasks if t.get_name() == name]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -36,13 +36,10 @@ from typing import Any, TypedDict, Unpack
 
 import kopf
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .. import rbac
+from .. import rbac, webhook_certs
 from ..api.common import CREATED_BY_ANNOTATION as CREATED_BY
 from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION, VERSION
 from ..api.pod_checks import spec_errors
@@ -725,65 +722,17 @@ class CertFiles:
     ca: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _san(host: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        return x509.DNSName(host)
-
-
-def _ca_key_usage() -> x509.KeyUsage:
-    """A CA key signs certificates and CRLs (and digital signatures), nothing else."""
-    allowed = {"digital_signature", "key_cert_sign", "crl_sign"}
-    usages = (
-        *allowed,
-        *("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"),
-        *("encipher_only", "decipher_only"),
-    )
-    return x509.KeyUsage(**{usage: usage in allowed for usage in usages})
-
-
 def build_certificates(hosts: list[str], days: int = 365) -> tuple[bytes, bytes, bytes]:
-    """(serving cert, its key, CA cert) as PEM: a throwaway CA that signs one serving certificate.
+    """(serving cert, its key, CA cert) as PEM: a throwaway CA that signs one serving certificate
+    (local mode; in a cluster the operator keeps them in a Secret, webhook_certs.py).
 
     Made with `cryptography` because kopf's own self-signing (certbuilder + oscrypto) fails on
     OpenSSL 3 machines.
     """
     now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("studio-operator webhook CA"))
-        .issuer_name(_name("studio-operator webhook CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([_san(h) for h in dict.fromkeys(hosts)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return cert.public_bytes(pem), key_pem, ca_cert.public_bytes(pem)
+    ca_crt, ca_key = webhook_certs.new_ca(now, days)
+    crt, key = webhook_certs.new_leaf(ca_crt, ca_key, hosts, now, days)
+    return crt, key, ca_crt
 
 
 def _usable(files: CertFiles, hosts: list[str], margin: dt.timedelta = dt.timedelta(days=7)) -> bool:
@@ -845,8 +794,9 @@ def configure_admission(
       `studio-operator-webhooks` ClusterRole) and removes them on a clean exit.
     - `cluster`: listen on 0.0.0.0; `host` is the Service DNS name in the certificate; the files
       tls.crt, tls.key and (optional) ca.crt come from a mounted Secret in `cert_dir`. kopf's server
-      re-reads them every 60 s and restarts its listener when they change, so a rotated Secret is
+      re-reads them every 10 s and restarts its listener when they change, so a rotated Secret is
       picked up without a restart. The chart ships the webhook configurations (`managed` None).
+      With --webhook-cert-secret the operator itself writes those files (webhook_certs.py).
     - `none`: no webhooks (created-by is then never stamped, so private studios grant nobody).
 
     `port` 0 picks a free port (local mode only makes sense then, since kopf registers the URL).
@@ -878,6 +828,8 @@ def configure_admission(
             certfile=str(cert_dir / "tls.crt"),
             pkeyfile=str(cert_dir / "tls.key"),
             cafile=str(cafile) if cafile.exists() else None,
+            # a renewed certificate (mounted Secret, or --webhook-cert-secret) is served within this
+            file_check_interval=10.0,
         )
         settings.admission.managed = managed
     settings.admission.server = server

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import kopf
 
-from .. import kube, metrics
+from .. import kube, metrics, webhook_certs
 from ..config import OPTIONS
 from ..controller import Runtime
+from ..controller.leader import LeaderElector
 from ..studio.controller import StudioController
 from ..studio.watched import PRIMARY, WATCHED
 
@@ -56,17 +58,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
     kube.init(OPTIONS.kubeconfig)
-    from . import admission
-
-    cert_dir = Path(
-        OPTIONS.cert_dir
-        or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else admission.CLUSTER_CERT_DIR)
-    )
-    admission.configure_admission(
-        settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir
-    )
-    await admission.init_admission(kube.client())
-    runtime = memo.runtime = Runtime(WATCHED, PRIMARY)
+    runtime = memo.runtime = Runtime(WATCHED, PRIMARY, namespaces=OPTIONS.namespaces)
+    await _start_admission(settings, runtime)
     controller = StudioController(runtime.store, runtime.scheduler, runtime.events)
 
     async def prime() -> None:
@@ -74,7 +67,45 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         The same merge as after kopf relists: kopf's watches may already be feeding the store."""
         await runtime.resync.run(queue_all=True)
 
-    if OPTIONS.peering:
+    await _open_gate(runtime, memo, prime)
+    runtime.start(controller.reconcile, OPTIONS.workers)
+    runtime.spawn(_gauges(runtime), "gauges")
+    if OPTIONS.metrics_port:
+        metrics.serve(OPTIONS.metrics_port, OPTIONS.probe_address)
+    log.info("studio-operator started: %d studios known", runtime.store.count(PRIMARY))
+
+
+async def _start_admission(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
+    from . import admission
+
+    cert_dir = Path(
+        OPTIONS.cert_dir
+        or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else admission.CLUSTER_CERT_DIR)
+    )
+    if OPTIONS.webhook_mode == "cluster" and OPTIONS.webhook_cert_secret:
+        certs = cert_manager(cert_dir)
+        await certs.sync()  # the files exist before the webhook server first reads them
+        runtime.spawn(certs.run(), "webhook-certs")
+    admission.configure_admission(
+        settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir
+    )
+    await admission.init_admission(kube.client())
+
+
+async def _open_gate(runtime: Runtime, memo: kopf.Memo, prime: Callable[[], Awaitable[None]]) -> None:
+    """Who acts: the holder of the Lease, the live peer kopf's peering rule picks, or this replica
+    alone. Standby replicas keep their store current but reconcile nothing and check no links."""
+    if OPTIONS.leader_election:
+        elector = memo.elector = LeaderElector(
+            OPTIONS.leader_election,
+            OPTIONS.leader_election_namespace or webhook_certs.operator_namespace() or "default",
+            OPTIONS.identity,
+            duration=OPTIONS.lease_duration,
+            renew_deadline=max(1.0, OPTIONS.lease_duration * 0.75),
+        )
+        runtime.gate.active = elector.active
+        runtime.spawn(elector.run(prime), "leader-election")
+    elif OPTIONS.peering:
         await _ensure_peering_object(OPTIONS.peering)
         runtime.spawn(
             runtime.gate.watch(OPTIONS.peering, OPTIONS.identity, OPTIONS.priority, prime), "peering-gate"
@@ -82,11 +113,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     else:
         await prime()
         runtime.gate.open()
-    runtime.start(controller.reconcile, OPTIONS.workers)
-    runtime.spawn(_gauges(runtime), "gauges")
-    if OPTIONS.metrics_port:
-        metrics.serve(OPTIONS.metrics_port, OPTIONS.probe_address)
-    log.info("studio-operator started: %d studios known", runtime.store.count(PRIMARY))
+
+
+def cert_manager(cert_dir: Path) -> webhook_certs.CertManager:
+    """The Service, its namespace (the Secret's too) from --webhook-host `<service>.<namespace>.svc`."""
+    host = OPTIONS.webhook_host or ""
+    parts = host.split(".")
+    if len(parts) < 2 or not OPTIONS.webhook_cert_secret:
+        raise kopf.PermanentError(
+            f"--webhook-cert-secret needs --webhook-host=<service>.<namespace>.svc, not {host!r}"
+        )
+    return webhook_certs.CertManager(
+        namespace=parts[1],
+        secret=OPTIONS.webhook_cert_secret,
+        service=parts[0],
+        config_name=OPTIONS.webhook_config,
+        cert_dir=cert_dir,
+    )
 
 
 async def _ensure_peering_object(name: str) -> None:
@@ -116,8 +159,13 @@ async def _gauges(runtime: Runtime) -> None:
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
-    if runtime is not None:
-        await runtime.stop()
+    if runtime is None:
+        return
+    elector: LeaderElector | None = getattr(memo, "elector", None)
+    if elector is not None:
+        await runtime.cancel("leader-election")
+        await elector.release()  # a standby takes over at its next look, not after the lease
+    await runtime.stop()
 
 
 @kopf.on.probe(id="queue")

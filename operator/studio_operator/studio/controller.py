@@ -33,6 +33,7 @@ from ..resources import lifespan as ls
 from ..resources import names
 from ..resources.mounts import MountPlan
 from ..resources.ownership import NameConflict, Rejected, owned_by_studio, rejection_fix, same_owner
+from ..resources.retention import is_retained_for, release_patch, reown_patch, retains_workspace
 from ..resources.session import build_pod, build_service, build_workspace_claim
 from . import decide as d
 
@@ -79,6 +80,7 @@ class StudioController:
             self.scheduler.cancel(key)
             await self._delete_volumes(*key)
             if stored is not None:
+                await self._release_workspace(stored)
                 await self._remove_finalizer(stored)
             return None
         # A private copy of the parts this pass updates after its own writes (resourceVersion,
@@ -148,13 +150,23 @@ class StudioController:
         """Run the plan's steps; the changes to observe and decide again with, or None."""
         again: dict[str, Any] | None = None
         for step in plan.steps:
-            results = await _together(*(self._act(body, plan, action) for action in step))
+            results = await self._step(body, plan, step)
             for result in results:
                 if result is not None:
                     again = {**(again or {}), **result}
             if again is not None:
                 return again
         return None
+
+    async def _step(self, body: dict[str, Any], plan: d.Plan, step: list[d.Action]) -> list[Any]:
+        try:
+            return await _together(*(self._act(body, plan, action) for action in step))
+        except StaleStudio:
+            raise
+        except Exception:
+            if any(isinstance(action, d.RecordExpiry) for action in step):
+                metrics.EXPIRY_FAILURES.inc()  # the PrometheusRule alerts when expiries keep failing
+            raise
 
     async def _act(self, body: dict[str, Any], plan: d.Plan, action: d.Action) -> dict[str, Any] | None:
         if isinstance(action, d.DeletePod):
@@ -267,7 +279,8 @@ class StudioController:
 
     async def _start_session(self, body: dict[str, Any], start: d.StartSession) -> dict[str, Any]:
         meta = body["metadata"]
-        if start.mounts.persistent_volumes:
+        # The finalizer holds the studio until its PVs are gone and a retained claim is released.
+        if start.mounts.persistent_volumes or retains_workspace(body.get("spec")):
             await self._add_finalizer(body)
         await self._converge_data_volumes(meta["namespace"], meta["name"], meta["uid"], start.mounts)
         workspace = build_workspace_claim(start.inputs)
@@ -277,6 +290,8 @@ class StudioController:
             )
             if existing is None:  # kept across sessions; never resized or replaced behind the user's back
                 await self._create_or_adopt("persistentvolumeclaims", workspace)
+            elif is_retained_for(existing, meta["name"]):
+                await self._reclaim_workspace(existing, start.inputs.studio.owner_reference())
             elif not same_owner(existing, workspace):
                 raise NameConflict("PersistentVolumeClaim", meta["namespace"], workspace["metadata"]["name"])
         # The Service first: it lives as long as the studio, so this is a create only at the first
@@ -439,6 +454,38 @@ class StudioController:
         """PVs are cluster-scoped: owner references cannot remove them, so the operator does."""
         for pv_name, _ in self._volumes_of(ns, name):
             await kube.delete("v1", "PersistentVolume", None, pv_name)
+
+    async def _release_workspace(self, body: dict[str, Any]) -> None:
+        """workspaceVolume.reclaim Retain: before the studio goes, its claim stops being owned
+        (so the garbage collector keeps it) and is labelled retained."""
+        meta = body["metadata"]
+        if not retains_workspace(body.get("spec")):
+            return
+        key = (meta["namespace"], names.workspace_claim_name(meta["name"]))
+        claim = self.store.get("persistentvolumeclaims", key)
+        if claim is None or not any(
+            ref.get("uid") == meta["uid"] for ref in claim["metadata"].get("ownerReferences") or []
+        ):
+            return
+        ops = release_patch(claim)
+        if not ops:
+            return
+        try:
+            released = await kube.json_patch("v1", "PersistentVolumeClaim", key[0], key[1], ops)
+        except kube.ApiError as exc:
+            if exc.status == 404:
+                return
+            raise  # 422: changed meanwhile; the retry reads the newer claim
+        self._remember("persistentvolumeclaims", "v1", "PersistentVolumeClaim", released)
+        log.info("workspace claim %s/%s retained after studio deletion", *key)
+
+    async def _reclaim_workspace(self, claim: dict[str, Any], owner_reference: dict[str, Any]) -> None:
+        """A studio of the same name is back: it owns its retained claim again."""
+        meta = claim["metadata"]
+        patch = reown_patch(claim, owner_reference)
+        reowned = await kube.json_patch("v1", "PersistentVolumeClaim", meta["namespace"], meta["name"], patch)
+        self._remember("persistentvolumeclaims", "v1", "PersistentVolumeClaim", reowned)
+        log.info("workspace claim %s/%s re-used by a new studio", meta["namespace"], meta["name"])
 
     async def _remove_finalizer(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]

@@ -35,7 +35,7 @@ lint: venv ## ruff check + ruff format --check
 .PHONY: typecheck
 typecheck: venv ## mypy (strict) on the operator package and hack/cluster.py
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict hack/cluster.py
+	$(VENV)/bin/mypy --strict hack/cluster.py hack/node.py
 
 .PHONY: test
 test: venv lint typecheck cluster-binaries clients ## the whole suite (what .ci/run calls)
@@ -50,6 +50,14 @@ test-unit: venv ## the unit tests: no control plane, seconds
 .PHONY: cluster-binaries
 cluster-binaries: ## build etcd, kube-apiserver, ... into ~/.cache/studio-operator (once per version)
 	bash hack/build-control-plane.sh
+	@$(MAKE) --no-print-directory node-binaries
+
+# The real node (hack/node.py) needs root; elsewhere, or with STUDIO_NODE=0, the cluster is kwok only.
+.PHONY: node-binaries
+node-binaries: ## real node: Debian packages, kubelet, containerd, CNI plugins, images (cached by version)
+	@if [ "$${STUDIO_NODE:-1}" = 0 ]; then echo "STUDIO_NODE=0: no real node"; \
+	elif [ "$$(id -u)" != 0 ]; then echo "not root: no real node (kwok only)"; \
+	else bash hack/build-node.sh all && bash hack/build-images.sh all >/dev/null; fi
 
 .PHONY: clients
 clients: ## build hack/clients (kstatus, Argo CD Lua, Flux CEL; tests/integration/test_gitops_clients.py)

@@ -19,12 +19,11 @@ STAGING=v0.${K8S#1.}
 MINOR=${K8S#1.}; MINOR=${MINOR%%.*}
 log() { echo "[build-control-plane] $*" >&2; }
 
-build_k8s() {
-  if [ -x "$OUT/kube-apiserver" ] && [ -x "$OUT/kube-controller-manager" ] && [ -x "$OUT/kube-scheduler" ] \
-     && "$OUT/kube-apiserver" --version | grep -q "v$K8S"; then
-    log "kubernetes v$K8S cached in $OUT"; return
-  fi
-  local W="$CACHE/build/k8s-v$K8S"; mkdir -p "$W"; cd "$W"
+# A wrapper module requiring k8s.io/kubernetes with its staging repos replaced by their published
+# versions; cd into it. The kubelet gets a wrapper of its own (same go.mod, so the Go build cache
+# shares every package it has in common with the control plane).
+k8s_module() {
+  local W=$1; mkdir -p "$W"; cd "$W"
   log "resolving k8s.io/kubernetes v$K8S"
   local KMOD
   KMOD=$(go mod download -json "k8s.io/kubernetes@v$K8S" | sed -n 's/.*"GoMod": "\([^"]*\)".*/\1/p')
@@ -36,17 +35,45 @@ build_k8s() {
     echo ")"
   } > go.mod
   rm -f go.sum
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S" \
-               "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S" \
-               "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S"
+}
+
+k8s_ldflags() {
   local LD="-s -w"
   for kv in gitVersion=v$K8S gitMajor=1 gitMinor=$MINOR gitTreeState=clean buildDate=1970-01-01T00:00:00Z; do
     LD="$LD -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
   done
+  echo "$LD"
+}
+
+build_k8s() {
+  if [ -x "$OUT/kube-apiserver" ] && [ -x "$OUT/kube-controller-manager" ] && [ -x "$OUT/kube-scheduler" ] \
+     && "$OUT/kube-apiserver" --version | grep -q "v$K8S"; then
+    log "kubernetes v$K8S cached in $OUT"; return
+  fi
+  k8s_module "$CACHE/build/k8s-v$K8S"
+  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S" \
+               "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S" \
+               "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S"
+  local LD; LD=$(k8s_ldflags)
   log "building kube-apiserver, kube-controller-manager, kube-scheduler (slow on a cold machine)"
   go build -trimpath -tags notest -ldflags "$LD" -o "$OUT/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+# The kubelet of the local worker node (hack/build-node.sh); not part of `all`.
+build_kubelet() {
+  local KOUT="$CACHE/bin/kubelet-v$K8S"
+  if [ -x "$KOUT/kubelet" ] && "$KOUT/kubelet" --version | grep -q "v$K8S"; then
+    log "kubelet v$K8S cached in $KOUT"
+  else
+    mkdir -p "$KOUT"
+    k8s_module "$CACHE/build/kubelet-v$K8S"
+    go get -tool "k8s.io/kubernetes/cmd/kubelet@v$K8S"
+    log "building kubelet v$K8S"
+    go build -trimpath -tags notest -ldflags "$(k8s_ldflags)" -o "$KOUT/kubelet" k8s.io/kubernetes/cmd/kubelet
+  fi
+  ln -sfn "$KOUT/kubelet" "$BIN/kubelet"
 }
 
 build_etcd() {
@@ -84,6 +111,7 @@ build_helm() {
 
 what=${1:-all}
 case "$what" in
+  kubelet) build_kubelet; exit 0 ;;
   k8s) build_k8s ;; etcd) build_etcd ;; kwok) build_kwok ;; helm) build_helm ;;
   all) build_etcd; build_k8s; build_kwok || true; build_helm ;;
 esac

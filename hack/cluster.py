@@ -10,7 +10,9 @@
 
 Runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler (if built) and kwok (if built)
 from .cluster/bin/ (built by hack/build-control-plane.sh), each detached, logging to
-.cluster/logs/<name>.log with its pid in .cluster/pids/<name>.pid. Writes the admin kubeconfig
+.cluster/logs/<name>.log with its pid in .cluster/pids/<name>.pid. Where the machine allows it,
+also a real worker node beside kwok's (hack/node.py: registry, containerd, kubelet; built by
+hack/build-node.sh and hack/build-images.sh); else one line says why and the cluster is kwok only. Writes the admin kubeconfig
 (embedded credentials) to .cluster/kubeconfig and ports plus an unprivileged token user to
 .cluster/cluster.json.
 """
@@ -57,8 +59,9 @@ LOCK = CLUSTER / ".lock"
 BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
 
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")
-# Start order; down stops in reverse (etcd last).
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+# Start order; down stops in reverse (etcd last). The last three are the real node (hack/node.py).
+NODE_COMPONENTS = ("registry", "containerd", "kubelet", "local-path")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", *NODE_COMPONENTS)
 # A /16 like a real cluster: a /24 (253 ClusterIPs) runs out at a few hundred studios, and a
 # nearly full range makes every Service create slow (the allocator searches for a free address).
 SERVICE_CIDR = "10.0.0.0/16"
@@ -146,6 +149,12 @@ def stop_all(timeout: float = STOP_TIMEOUT) -> None:
             log(f"{name}: pid {pid} belongs to another program now; leaving it alone")
         else:
             ours[name] = pid
+    if "kubelet" in ours:
+        # The kubelet first (it would restart pods), then the pods through the CRI while
+        # containerd still runs.
+        _stop_pids({"kubelet": ours.pop("kubelet")}, timeout)
+    if "containerd" in ours:
+        _node().remove_pods()
     order = [n for n in reversed(COMPONENTS) if n in ours] + sorted(set(ours) - set(COMPONENTS))
     clients = {n: ours[n] for n in order if n != "etcd"}
     if clients:
@@ -155,9 +164,18 @@ def stop_all(timeout: float = STOP_TIMEOUT) -> None:
     for name in pids:
         with contextlib.suppress(FileNotFoundError):
             (PIDS / f"{name}.pid").unlink()
+    _node().cleanup()
 
 
-def start_process(name: str, argv: list[str]) -> int:
+def _node() -> Any:
+    """hack/node.py, which imports this module as `cluster` (the same one when run as a script)."""
+    sys.modules.setdefault("cluster", sys.modules[__name__])
+    import node
+
+    return node
+
+
+def start_process(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
     log_path = LOGS / f"{name}.log"
     if log_path.exists():
         log_path.replace(LOGS / f"{name}.log.1")
@@ -170,6 +188,7 @@ def start_process(name: str, argv: list[str]) -> int:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=CLUSTER,
+            env=env,
             start_new_session=True,
         )
     (PIDS / f"{name}.pid").write_text(f"{proc.pid}\n")
@@ -432,7 +451,7 @@ def write_info(info: dict[str, Any]) -> None:
 
 
 def available_components() -> list[str]:
-    names = [n for n in COMPONENTS if os.access(BIN / n, os.X_OK)]
+    names = [n for n in COMPONENTS if n not in NODE_COMPONENTS and os.access(BIN / n, os.X_OK)]
     if "kwok" in names and kwok_stages() is None:
         names.remove("kwok")
     return names
@@ -462,6 +481,9 @@ def check_health() -> Health:
     missing = [n for n in available_components() if n not in info.get("components", [])]
     if missing:
         health.reasons.append(f"built since the cluster started: {', '.join(missing)}")
+    skipped = str(info.get("node_skipped") or "")
+    if skipped.startswith("not built") and _node().disabled_reason() is None:
+        health.reasons.append("the real node was built since the cluster started")
     if (PKI / "admin.crt").exists() and "apiserver" in info:
         status, body = http(f"{info['apiserver']}/readyz", ctx=admin_context())
         if status != 200:
@@ -610,7 +632,13 @@ def start_cluster() -> None:
             f"--service-account-key-file={PKI / 'sa.pub'}",
             f"--service-account-signing-key-file={PKI / 'sa.key'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC",
+            # Node: what a kubelet may read and write (its pods, their secrets, its node)
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            # logs, exec and port-forward reach the real node's kubelet by its IP, as admin
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={PKI / 'admin.crt'}",
+            f"--kubelet-client-key={PKI / 'admin.key'}",
             "--allow-privileged=true",
             # webhook Services resolve to their endpoints, not a ClusterIP (no kube-proxy here):
             # an install test points a selectorless webhook Service at an operator run outside
@@ -692,7 +720,8 @@ def start_cluster() -> None:
                 str(BIN / "kwok"),
                 f"--kubeconfig={KUBECONFIG}",
                 f"--config={stages}",
-                "--manage-all-nodes=true",
+                # only its own fake nodes: never the real node's status or pods
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             ],
         )
         status, body = http(f"{api}/api/v1/nodes", ctx=ctx, method="POST", body=_kwok_node())
@@ -705,12 +734,47 @@ def start_cluster() -> None:
     else:
         log("kwok not built: no fake nodes (tests play the kubelet themselves)")
 
+    info["node"] = start_node(api, pids, info)
+
     info["state"] = "ready"
     info["pids"] = pids
     info["timings_s"] = {k: round(v, 2) for k, v in timings.items()}
     write_info(info)
     summary = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
     log(f"cluster ready: {api} ({summary})")
+
+
+def start_node(api: str, pids: dict[str, int], info: dict[str, Any]) -> dict[str, Any] | None:
+    """The real node where the machine allows it; else ONE line saying why, and kwok only."""
+    node = _node()
+    t = time.monotonic()
+    reason = node.disabled_reason()
+    if reason is None:
+        try:
+            entry: dict[str, Any] = node.start(api, pids)
+        except (ClusterError, OSError, subprocess.SubprocessError) as e:
+            detail = str(e).strip()
+            (LOGS / "node-failure.log").write_text(detail + "\n")
+            reason = f"failed: {detail.splitlines()[0] if detail else type(e).__name__} (.cluster/logs/node-failure.log)"
+            node_pids = {n: pids.pop(n) for n in NODE_COMPONENTS if n in pids}
+            if "kubelet" in node_pids:
+                _stop_pids({"kubelet": node_pids["kubelet"]}, STOP_TIMEOUT)
+            if "containerd" in node_pids:
+                node.remove_pods()
+            _stop_pids(node_pids, STOP_TIMEOUT)
+            for n in node_pids:
+                with contextlib.suppress(FileNotFoundError):
+                    (PIDS / f"{n}.pid").unlink()
+            node.cleanup()
+        else:
+            info["components"] = [*info["components"], *NODE_COMPONENTS]
+            log(
+                f"real node {entry['name']} Ready after {time.monotonic() - t:.1f}s (registry {entry['registry']})"
+            )
+            return entry
+    log(f"REAL NODE NOT STARTED ({reason}): kwok only, the `node` tests will fail")
+    info["node_skipped"] = reason
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -745,6 +809,7 @@ def cmd_up() -> int:
 def cmd_down() -> int:
     with locked():
         if not read_pids():
+            _node().cleanup()  # what a crashed node may have left (mounts, bridge, address)
             log("nothing running")
             return 0
         stop_all()

@@ -23,6 +23,11 @@ $KUBECTL create namespace "$NS" --dry-run=client -o yaml | $KUBECTL apply -f - >
 S3_ENDPOINT=$($PY hack/s3.py endpoint)
 $KUBECTL kustomize manifests/samples | sed "s#http://127.0.0.1:9000#$S3_ENDPOINT#g" \
   | $KUBECTL apply -n "$NS" -f -
+# The JupyterLab sample on the real node, when it came up (hack/node.py; kwok only otherwise).
+NODE_SAMPLE=$($PY hack/node.py sample)
+if [ -n "$NODE_SAMPLE" ]; then
+  echo "$NODE_SAMPLE" | $KUBECTL apply -n "$NS" -f -
+fi
 echo
 echo "Waiting for rnaseq-analysis to start (Starting -> Running)..."
 for _ in $(seq 1 60); do
@@ -30,6 +35,14 @@ for _ in $(seq 1 60); do
   [ "$phase" = "Running" ] && break
   sleep 1
 done
+if [ -n "$NODE_SAMPLE" ]; then
+  echo "Waiting for jupyterlab on the real node (image pull and JupyterLab start: up to 3 min)..."
+  for _ in $(seq 1 180); do
+    phase=$($KUBECTL get studio jupyterlab -n "$NS" -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    [ "$phase" = "Running" ] || [ "$phase" = "Errored" ] && break
+    sleep 1
+  done
+fi
 echo
 $KUBECTL get computeenvironments,datalinks,studios -n "$NS"
 echo
@@ -46,3 +59,11 @@ Next steps:
   tail -f .cluster/logs/operator.log
 Stop everything (operator, S3 endpoint, control plane) with: make operator-down cluster-down
 MSG
+if [ -n "$NODE_SAMPLE" ]; then
+  cat <<MSG
+
+JupyterLab really runs on the local node ($($KUBECTL get studio jupyterlab -n "$NS" -o jsonpath='{.status.phase}')). Open it:
+  make plugin-install && export PATH=\$HOME/.local/bin:\$PATH
+  kubectl studio connect jupyterlab -n $NS    # then open the URL it prints, e.g. http://127.0.0.1:8888/lab
+MSG
+fi

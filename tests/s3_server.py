@@ -136,15 +136,18 @@ def _iam_user(endpoint: str, name: str, policy: dict[str, Any] | None) -> Keys:
     return Keys(key["AccessKeyId"], key["SecretAccessKey"])
 
 
-def start_s3_server(log_path: Path, *, port: int | None = None, auth: bool = True) -> S3Server:
+def start_s3_server(
+    log_path: Path, *, port: int | None = None, auth: bool = True, host: str = HOST
+) -> S3Server:
+    """`host`: the address to listen on (the real node's pods reach the host at its node IP)."""
     port = port or free_port()
-    endpoint = f"http://{HOST}:{port}"
+    endpoint = f"http://{host}:{port}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

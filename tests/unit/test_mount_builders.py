@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from studio_operator.api.common import APPLIED_HASH, DATA_LINK_LABEL, NAMESPACE_LABEL
-from studio_operator.api.kinds import ComputeEnvironmentSpec, DataLinkSpec, StudioSpec
+from studio_operator.api.kinds import ComputeEnvironmentSpec, DataLinkSpec, FuseMounter, Storage, StudioSpec
 from studio_operator.resources import names, session
 from studio_operator.resources.context import DEFAULT_GID as MOUNT_GID
 from studio_operator.resources.context import DEFAULT_UID as MOUNT_UID
@@ -548,3 +548,37 @@ def test_comma_prefix_rejected_by_the_model_and_the_view() -> None:
         DataLinkSpec.model_validate({"uri": "s3://data/p,allow-root"})
     view = link_view("d", {"metadata": {"generation": 1}, "spec": {"uri": "s3://data/p,allow-root"}})
     assert view is not None and not view.ready and view.reason == "InvalidSpec"
+
+
+def test_fuse_rclone_script() -> None:
+    inputs = fuse_inputs()
+    assert inputs.environment.storage is not None
+    inputs.environment.storage.fuse_mounter = FuseMounter.RCLONE
+    plan = plan_mounts(inputs)
+    script = plan.init_containers[0]["command"][2]
+    assert "mount-s3" not in script
+    lines = [line for line in script.splitlines() if "rclone mount" in line]
+    scratch = next(line for line in lines if "/mnt/s3/scratch" in line)
+    genomes = next(line for line in lines if "/mnt/s3/reference-genomes" in line)
+    minio = next(line for line in lines if "/mnt/s3/minio" in line)
+    assert "--read-only" in genomes and "--vfs-cache-mode" not in genomes
+    assert "--vfs-cache-mode writes" in scratch and "--read-only" not in scratch
+    assert ":s3,env_auth=true,no_check_bucket=true,provider=AWS,region=eu-west-1:scratch/users/ana" in scratch
+    assert "region=us-east-1:reference-genomes" in genomes
+    assert 'provider=Other,endpoint="http://10.0.0.5:9000",force_path_style=true:lab' in minio
+    assert all(
+        "--daemon --allow-non-empty" in line and "--allow-other --uid 1000 --gid 100" in line
+        for line in lines
+    )
+    assert all("--dir-cache-time 10s" in line for line in lines)
+    # Keys reach rclone (env_auth) only inside the subshell of the link's own Secret.
+    assert "S3_CRED_" in scratch and "AWS_ACCESS_KEY_ID=" in scratch
+    sh = shutil.which("sh")
+    if sh:
+        subprocess.run([sh, "-n", "-c", script], check=True)
+
+
+def test_fuse_mounter_default_and_wire_name() -> None:
+    storage = Storage.model_validate({"driver": "fuse", "fuseImage": "x"})
+    assert storage.fuse_mounter == FuseMounter.MOUNTPOINT_S3
+    assert Storage.model_validate({"fuseMounter": "rclone"}).dump()["fuseMounter"] == "rclone"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 from pydantic import Field
 
@@ -39,8 +40,6 @@ MIN_LIFESPAN_HOURS = 1
 MAX_LIFESPAN_HOURS = 120
 DEFAULT_LIFESPAN_HOURS = 8
 DEFAULT_PORT = 8080
-DEFAULT_CSI_DRIVER = "s3.csi.aws.com"
-YANDEX_CSI_DRIVER = "ru.yandex.s3.csi"
 
 
 # Whether a session stops after its lifespan or keeps running.
@@ -63,6 +62,17 @@ class StorageDriver(StrEnum):
     FUSE = "fuse"
 
 
+class FuseMounter(StrEnum):
+    """The FUSE program the `fuse` driver's sidecar runs."""
+
+    MOUNTPOINT_S3 = "mountpoint-s3"
+    RCLONE = "rclone"
+
+
+DEFAULT_CSI_DRIVER: Final = "s3.csi.aws.com"  # Mountpoint for Amazon S3's CSI driver
+YANDEX_CSI_DRIVER: Final = "ru.yandex.s3.csi"  # GeeseFS
+
+
 class Storage(KubeModel):
     driver: StorageDriver = StorageDriver.CSI
     csi_driver: str = Field(
@@ -71,6 +81,10 @@ class Storage(KubeModel):
         json_schema_extra={"enum": [DEFAULT_CSI_DRIVER, YANDEX_CSI_DRIVER]},
     )
     fuse_image: str | None = Field(default=None, max_length=1024)
+    fuse_mounter: FuseMounter = Field(
+        default=FuseMounter.MOUNTPOINT_S3,
+        description="FUSE driver only: mount-s3 (Mountpoint for Amazon S3) or rclone mount.",
+    )
     metadata_ttl_seconds: int | None = Field(
         default=None,
         alias="metadataTTLSeconds",

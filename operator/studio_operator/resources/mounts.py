@@ -10,8 +10,9 @@ one of the environment's `allowedBuckets` (exact name). Two drivers:
   Read-only is set on the PV (`csi.readOnly`, ReadOnlyMany), the claim, the pod volume and the
   container mount. PVs are `Retain`: deleting them never touches bucket data.
 - `fuse`: a native sidecar (init container with restartPolicy Always) runs Mountpoint's
-  `mount-s3` for every link onto per-link emptyDirs shared with the studio container through
-  mount propagation. Only the sidecar holds credentials; it must be privileged.
+  `mount-s3` (or `rclone mount`, `storage.fuseMounter`) for every link onto per-link emptyDirs
+  shared with the studio container through mount propagation. Only the sidecar holds
+  credentials; it must be privileged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api.common import DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
-from ..api.kinds import DEFAULT_CSI_DRIVER, YANDEX_CSI_DRIVER, MountStatus, Storage, StorageDriver
+from ..api.kinds import (
+    DEFAULT_CSI_DRIVER,
+    YANDEX_CSI_DRIVER,
+    FuseMounter,
+    MountStatus,
+    Storage,
+    StorageDriver,
+)
 from . import names
 from .buckets import is_safe_endpoint, is_safe_prefix, is_writable
 from .context import DEFAULT_GID, DEFAULT_UID, LinkView, SessionInputs
@@ -396,9 +404,10 @@ def _fuse_plan(inputs: SessionInputs, mounts: list[_Mount], storage: Storage, pl
 
 
 def fuse_script(mounts: list[_Mount], storage: Storage, cred_index: dict[str, int]) -> str:
-    """The sidecar's shell script: mount every link with mount-s3 (which returns once the mount is
-    up), mark readiness for the startup probe, then wait; unmount on SIGTERM so the kubelet can
-    remove the emptyDirs. Credentials stay in the sidecar's environment, one set per Secret."""
+    """The sidecar's shell script: mount every link with mount-s3 or rclone (each returns once the
+    mount is up), mark readiness for the startup probe, then wait; unmount on SIGTERM so the
+    kubelet can remove the emptyDirs. Credentials stay in the sidecar's environment, one set per
+    Secret, exported as AWS_* for the one mount that uses them."""
     q = shlex.quote
     lines = [
         "set -eu",
@@ -407,21 +416,10 @@ def fuse_script(mounts: list[_Mount], storage: Storage, cred_index: dict[str, in
         "trap 'unmount_all; exit 0' TERM INT",
     ]
     for m in mounts:
-        args = ["mount-s3", "--allow-other", "--uid", str(DEFAULT_UID), "--gid", str(DEFAULT_GID)]
-        args += ["--allow-delete", "--allow-overwrite"] if m.writable else ["--read-only"]
-        if m.link.region:
-            args += ["--region", m.link.region]
-        if m.link.prefix:
-            args += ["--prefix", f"{_checked(m.link.prefix, is_safe_prefix)}/"]
-        if m.link.spec.endpoint_url:
-            args += [
-                "--endpoint-url",
-                _checked(m.link.spec.endpoint_url, is_safe_endpoint),
-                "--force-path-style",
-            ]
-        if storage.metadata_ttl_seconds is not None:
-            args += ["--metadata-ttl", str(storage.metadata_ttl_seconds)]
-        args += [m.link.bucket, f"{FUSE_ROOT}/{m.link.name}"]
+        if storage.fuse_mounter == FuseMounter.RCLONE:
+            args = rclone_args(m, storage)
+        else:
+            args = mount_s3_args(m, storage)
         command = " ".join(q(a) for a in args)
         if m.secret:
             i = cred_index[m.secret]
@@ -438,3 +436,48 @@ def fuse_script(mounts: list[_Mount], storage: Storage, cred_index: dict[str, in
         'while true; do sleep 3600 & wait "$!"; done',
     ]
     return "\n".join(lines) + "\n"
+
+
+def mount_s3_args(m: _Mount, storage: Storage) -> list[str]:
+    """Mountpoint for Amazon S3: `mount-s3 [options] BUCKET DIR`; it returns once mounted."""
+    args = ["mount-s3", "--allow-other", "--uid", str(DEFAULT_UID), "--gid", str(DEFAULT_GID)]
+    args += ["--allow-delete", "--allow-overwrite"] if m.writable else ["--read-only"]
+    if m.link.region:
+        args += ["--region", m.link.region]
+    if m.link.prefix:
+        args += ["--prefix", f"{_checked(m.link.prefix, is_safe_prefix)}/"]
+    if m.link.spec.endpoint_url:
+        args += ["--endpoint-url", _checked(m.link.spec.endpoint_url, is_safe_endpoint), "--force-path-style"]
+    if storage.metadata_ttl_seconds is not None:
+        args += ["--metadata-ttl", str(storage.metadata_ttl_seconds)]
+    return [*args, m.link.bucket, f"{FUSE_ROOT}/{m.link.name}"]
+
+
+def rclone_remote(m: _Mount) -> str:
+    """An on-the-fly rclone S3 remote (no config file): keys from the AWS_* environment
+    (env_auth), path-style requests to an endpoint when the link names one, and no bucket
+    creation attempts (the mounter's keys need not be allowed to create buckets)."""
+    params = ["s3", "env_auth=true", "no_check_bucket=true"]
+    if m.link.spec.endpoint_url:
+        endpoint = _checked(m.link.spec.endpoint_url, is_safe_endpoint)
+        params += ["provider=Other", f'endpoint="{endpoint}"', "force_path_style=true"]
+    else:
+        params.append("provider=AWS")
+    if m.link.region:
+        params.append(f"region={m.link.region}")
+    path = f"{m.link.bucket}/{_checked(m.link.prefix, is_safe_prefix)}" if m.link.prefix else m.link.bucket
+    return f":{','.join(params)}:{path}"
+
+
+def rclone_args(m: _Mount, storage: Storage) -> list[str]:
+    """`rclone mount --daemon` returns once the mount is up (it waits for the daemon, up to
+    --daemon-wait). Writable links cache writes on the sidecar's disk so that ordinary editors
+    work (S3 objects cannot be modified in place); the listing cache time is the metadata TTL."""
+    args = ["rclone", "mount", rclone_remote(m), f"{FUSE_ROOT}/{m.link.name}", "--daemon"]
+    # The target is the emptyDir's own bind mount, which rclone would refuse as "already mounted".
+    args.append("--allow-non-empty")
+    args += ["--allow-other", "--uid", str(DEFAULT_UID), "--gid", str(DEFAULT_GID), "--umask", "002"]
+    args += ["--vfs-cache-mode", "writes"] if m.writable else ["--read-only"]
+    if storage.metadata_ttl_seconds is not None:
+        args += ["--dir-cache-time", f"{storage.metadata_ttl_seconds}s"]
+    return args

@@ -238,7 +238,13 @@ _log_numbers = itertools.count(1)
 # listen on loopback ports picked at run time, so every loopback endpoint counts as one an
 # administrator allowed, and every namespace may reach every bucket through the shared identity.
 # tests/integration/test_s3_trust.py runs operators with the real defaults instead.
-TEST_S3_TRUST = ("--s3-allowed-endpoint=http://127.0.0.1:*", "--s3-shared-buckets=*=*")
+# The tests' S3 servers listen on loopback, and on the real node's host address (10.250.0.1, see
+# hack/node.py) for pods: a test administrator allows both.
+TEST_S3_TRUST = (
+    "--s3-allowed-endpoint=http://127.0.0.1:*",
+    "--s3-shared-buckets=*=*",
+    "--s3-allowed-network=10.250.0.1/32",
+)
 
 
 class OperatorProcess:

@@ -41,6 +41,10 @@ typecheck: venv ## mypy (strict) on the operator package and hack/cluster.py
 test: venv lint typecheck cluster-binaries clients ## the whole suite (what .ci/run calls)
 	$(PY) -m pytest tests
 
+.PHONY: test-unit
+test-unit: venv ## the unit tests: no control plane, seconds
+	$(PY) -m pytest -q tests/unit
+
 # --- Local control plane (hack/cluster.py) ----------------------------------------------------
 
 .PHONY: cluster-binaries
@@ -87,6 +91,7 @@ operator-down: ## stop the background operator
 KIND_CLUSTER := studio
 KIND_KUBECONFIG := .cluster/kind-kubeconfig
 IMAGE := studio-operator:dev
+# helm as linked by `make cluster-binaries`, else the one on PATH
 HELM := $(if $(wildcard .cluster/bin/helm),.cluster/bin/helm,helm)
 
 .PHONY: kind-up
@@ -122,11 +127,9 @@ run: venv cluster-binaries ## control plane, CRDs, S3 endpoint, operator, sample
 clean: operator-down cluster-down ## stop everything and remove .cluster (cached binaries stay)
 	rm -rf .cluster
 
-# --- Install artifacts: CRDs, RBAC, webhooks, Helm chart, kustomize, image (issue 7) ----------
+# --- Install artifacts: CRDs, RBAC, webhooks, Helm chart, kustomize, image ---------------------
 # Everything under charts/studio-operator/{crds,files} and manifests/{crds,rbac,default/webhooks.yaml}
 # is generated from the code by hack/gen_install.py; tests/unit/test_install_generated.py fails on drift.
-
-HELM := .cluster/bin/helm
 
 .PHONY: crds
 crds: venv ## regenerate crds/ and its copies in the chart and manifests/crds
@@ -146,7 +149,7 @@ lock: venv ## pin the runtime dependencies for the image (requirements.lock)
 
 .PHONY: chart-lint
 chart-lint: ## helm lint --strict the chart (helm from `make cluster-binaries`)
-	@test -x $(HELM) || { echo "$(HELM) missing: run make cluster-binaries"; exit 1; }
+	@command -v $(HELM) >/dev/null || { echo "$(HELM) missing: run make cluster-binaries"; exit 1; }
 	$(HELM) lint --strict charts/studio-operator
 
 .PHONY: krew
@@ -159,7 +162,7 @@ plugin-install: venv ## put kubectl-studio on PATH (~/.local/bin) for `kubectl s
 	ln -sf $(abspath $(VENV)/bin/kubectl-studio) $(HOME)/.local/bin/kubectl-studio
 	@echo "kubectl studio --help   (needs ~/.local/bin on PATH)"
 
-# --- bench: benchmarks (issue 8; bench/run.py, bench/README.md) ------------------------------
+# --- bench: benchmarks (bench/run.py, bench/README.md) ---------------------------------------
 # Sizes and knobs from the environment, e.g. `BENCH_SIZES=100,1000 make bench`. Both write
 # bench/results/latest.{json,md,png}. BENCH_ISOLATED=1 runs them on a control plane of their own
 # (bench/isolated.sh, .cluster/bench-cp): operators started by tests or `make operator-up` watch
@@ -188,7 +191,7 @@ bench-clean: venv ## delete what interrupted benchmark runs left (label studio-b
 	$(PY) bench/run.py --cleanup
 	-bash bench/isolated.sh down
 
-# --- Reliability: fault injection (issue 9; tests/reliability, docs/reliability.md) ----------
+# --- Reliability: fault injection (tests/reliability, docs/reliability.md) -------------------
 # `make test` runs the same suite trimmed (60 studios, short outages: a few minutes). The full run
 # kills the operator during 200 studios' starts, stops and deletions, keeps API servers away for
 # 30 s, delays responses past the request timeout; about 15 minutes on 2 CPUs. Figures are printed

@@ -30,13 +30,10 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from loopback import free_ports, http
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / ".cluster"
@@ -400,33 +398,6 @@ def insecure_context() -> ssl.SSLContext:
     return ctx
 
 
-def http(
-    url: str,
-    *,
-    ctx: ssl.SSLContext | None = None,
-    method: str = "GET",
-    body: Any = None,
-    timeout: float = 5.0,
-) -> tuple[int, bytes]:
-    """(status, body); status 0 when the server cannot be reached."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Accept", "application/json")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-    if ctx is not None:
-        handlers.append(urllib.request.HTTPSHandler(context=ctx))
-    opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(req, timeout=timeout) as resp:
-            return int(resp.status), bytes(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except (urllib.error.URLError, OSError, ssl.SSLError) as e:
-        return 0, str(e).encode()
-
-
 def wait_until(
     what: str,
     check: Callable[[], bool],
@@ -529,19 +500,6 @@ def wipe() -> None:
     for f in (INFO, KUBECONFIG):
         with contextlib.suppress(FileNotFoundError):
             f.unlink()
-
-
-def free_ports(n: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from loopback import free_ports, http
 
 NODE = c.CLUSTER / "node"
 NODE_NAME = "studio-node-0"
@@ -358,7 +359,7 @@ def _push_images(images: dict[str, tuple[Path, str]], registry: str, password: s
 
 
 def _node_ready(api: str) -> bool:
-    status, body = c.http(f"{api}/api/v1/nodes/{NODE_NAME}", ctx=c.admin_context())
+    status, body = http(f"{api}/api/v1/nodes/{NODE_NAME}", ctx=c.admin_context())
     if status != 200:
         return False
     conditions = json.loads(body).get("status", {}).get("conditions") or []
@@ -372,7 +373,7 @@ def start(api: str, pids: dict[str, int]) -> dict[str, Any]:
     images = build_images()
     for sub in ("kubelet", "containerd", "cni", "registry"):
         (NODE / sub).mkdir(parents=True, exist_ok=True)
-    reg_port, kubelet_port, healthz_port = c.free_ports(3)
+    reg_port, kubelet_port, healthz_port = free_ports(3)
     registry = f"127.0.0.1:{reg_port}"
     password = secrets.token_hex(12)
     _lo_address(True)
@@ -383,7 +384,7 @@ def start(api: str, pids: dict[str, int]) -> dict[str, Any]:
     )
     c.wait_until(
         "registry /v2/",
-        lambda: c.http(f"http://{registry}/v2/")[0] == 401,
+        lambda: http(f"http://{registry}/v2/")[0] == 401,
         timeout=c.COMPONENT_TIMEOUT,
         watch={"registry": pids["registry"]},
     )
@@ -453,7 +454,7 @@ def start(api: str, pids: dict[str, int]) -> dict[str, Any]:
 
 
 def _api(api: str, method: str, path: str, body: dict[str, Any]) -> None:
-    status, text = c.http(f"{api}{path}", ctx=c.admin_context(), method=method, body=body)
+    status, text = http(f"{api}{path}", ctx=c.admin_context(), method=method, body=body)
     if status not in (200, 201, 409):
         raise c.ClusterError(f"{method} {path}: {status} {text[:300]!r}")
 

@@ -22,10 +22,10 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Final
+
+from loopback import http
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / ".cluster"
@@ -88,12 +88,7 @@ def say(msg: str) -> None:
 
 
 def answers(timeout: float = 1.0) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"{ENDPOINT}/moto-api/data.json", timeout=timeout):
-            return True
-    except (urllib.error.URLError, OSError):
-        return False
+    return 200 <= http(f"{ENDPOINT}/moto-api/data.json", timeout=timeout)[0] < 400
 
 
 def recorded_pid() -> int | None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 TESTS_DIR = Path(__file__).resolve().parent
 
-# `import kube_helpers` works from any test directory, whatever pytest's rootdir/import mode.
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+# `import kube_helpers` (tests/) and `import loopback` (hack/: free ports, HTTP) work from any test
+# directory, whatever pytest's rootdir/import mode.
+for directory in (TESTS_DIR, TESTS_DIR.parent / "hack"):
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))

@@ -15,8 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any, TypeVar, cast
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from loopback import free_ports, http_get
 from urllib3 import HTTPHeaderDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,32 +64,6 @@ def wait_for(
             what = text or getattr(predicate, "__name__", "condition")
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last observed: {last!r}")
         time.sleep(interval)
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (free when checked; bind them soon)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
-    """(status, body) of a plain HTTP GET without proxies; status 0 if unreachable."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as resp:
-            return int(resp.status), resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace")
-    except OSError as e:
-        return 0, str(e)
 
 
 # --------------------------------------------------------------------------------------------

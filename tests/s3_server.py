@@ -14,18 +14,16 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from loopback import free_ports, http
 
 HOST = "127.0.0.1"
 # Any values work while authentication is off (bootstrap only).
@@ -97,9 +95,7 @@ class S3Server:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def closed_port() -> int:
@@ -108,33 +104,22 @@ def closed_port() -> int:
 
 
 def _post(url: str, data: bytes) -> bytes:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(
-        urllib.request.Request(
-            url,
-            data=data,
-            method="POST",
-            headers={"Content-Type": "text/plain"},  # a form body would be parsed away
-        ),
-        timeout=5,
-    ) as resp:
-        body: bytes = resp.read()
-        return body
+    # text/plain: a form body would be parsed away
+    status, body = http(url, method="POST", data=data, headers={"Content-Type": "text/plain"}, timeout=5)
+    if not 200 <= status < 300:
+        raise RuntimeError(f"POST {url}: {status} {body[:300]!r}")
+    return body
 
 
 def _wait_up(endpoint: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30) -> None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
             raise RuntimeError(
                 f"moto server exited with {process.returncode}: {log_path.read_text()[-2000:]}"
             )
-        try:
-            with opener.open(f"{endpoint}/moto-api/data.json", timeout=1):
-                return
-        except (urllib.error.URLError, OSError):
-            pass
+        if 200 <= http(f"{endpoint}/moto-api/data.json", timeout=1)[0] < 400:
+            return
         if time.monotonic() > deadline:
             raise RuntimeError(f"moto server at {endpoint} not up after {timeout}s")
         time.sleep(0.1)

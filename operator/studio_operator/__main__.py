@@ -29,19 +29,7 @@ HANDLER_MODULES = [
 ]
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="studio-operator", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the operator")
-    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
-    run.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
-    run.add_argument("--liveness-port", type=int, default=8089)
-    run.add_argument("--metrics-port", type=int, default=8090, help="0 disables the metrics endpoint")
-    run.add_argument(
-        "--probe-address",
-        default=os.environ.get("STUDIO_PROBE_ADDRESS", "127.0.0.1"),
-        help="address of the liveness and metrics endpoints (in a pod: 0.0.0.0; env STUDIO_PROBE_ADDRESS)",
-    )
+def _s3_arguments(run: argparse.ArgumentParser) -> None:
     s3 = run.add_argument_group(
         "S3 trust (docs/storage.md)",
         "Each option may be repeated; without it, its STUDIO_* environment variable is read "
@@ -74,6 +62,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="a network tenant endpoints may not resolve to, besides loopback, link-local and "
         "private ones, e.g. a public service CIDR (env STUDIO_S3_DENIED_NETWORKS)",
     )
+
+
+def _webhook_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--webhook-mode", choices=["local", "cluster", "none"], default="none")
     run.add_argument("--webhook-port", type=int, default=9443)
     run.add_argument("--webhook-host", help="cluster mode: the webhook Service's DNS name")
@@ -88,6 +79,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default="studio-operator",
         help="with --webhook-cert-secret: the Validating/MutatingWebhookConfigurations to inject the CA into",
     )
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="studio-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+    run.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
+    run.add_argument("--liveness-port", type=int, default=8089)
+    run.add_argument("--metrics-port", type=int, default=8090, help="0 disables the metrics endpoint")
+    run.add_argument(
+        "--probe-address",
+        default=os.environ.get("STUDIO_PROBE_ADDRESS", "127.0.0.1"),
+        help="address of the liveness and metrics endpoints (in a pod: 0.0.0.0; env STUDIO_PROBE_ADDRESS)",
+    )
+    _s3_arguments(run)
+    _webhook_arguments(run)
     run.add_argument("--peering", help="kopf peering name: enables high availability (replicas > 1)")
     run.add_argument("--priority", type=int, default=0, help="peering priority (highest acts)")
     run.add_argument(
@@ -176,6 +184,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"studio-operator: invalid S3 trust setting: {exc}", file=sys.stderr)
         return 2
     limit_malloc_arenas()  # before any thread exists
+    _configure(args, policy)
+    _setup_logging(args, policy)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    _import_handlers()
+    if args.webhook_mode != "none":
+        # Registered before kopf starts so its managed webhook configuration lists them.
+        from .handlers import admission
+
+        admission.register_handlers()
+    kopf.run(
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        priority=args.priority,
+        identity=OPTIONS.identity,  # type: ignore[arg-type]
+        liveness_endpoint=_liveness_url(args.probe_address, args.liveness_port),
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+    )
+    return 0
+
+
+def _configure(args: argparse.Namespace, policy: S3Policy) -> None:
     OPTIONS.kubeconfig = args.kubeconfig
     OPTIONS.namespaces = args.namespace
     OPTIONS.liveness_port = args.liveness_port
@@ -197,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     OPTIONS.workers = args.workers
     OPTIONS.warning_ahead = timedelta(minutes=args.warning_minutes)
     OPTIONS.verbose = args.verbose
+
+
+def _setup_logging(args: argparse.Namespace, policy: S3Policy) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter()
@@ -215,8 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         "".join(f", {n}" for n in policy.allowed_networks),
         "".join(f", never {n}" for n in policy.denied_networks),
     )
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
+
+
+def _import_handlers() -> None:
     for module in HANDLER_MODULES:
         try:
             importlib.import_module(module)
@@ -224,21 +259,6 @@ def main(argv: list[str] | None = None) -> int:
             if exc.name != module:
                 raise
             logging.getLogger("studio_operator").info("%s not present in this build", module)
-    if args.webhook_mode != "none":
-        # Registered before kopf starts so its managed webhook configuration lists them.
-        from .handlers import admission
-
-        admission.register_handlers()
-    kopf.run(
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        priority=args.priority,
-        identity=OPTIONS.identity,  # type: ignore[arg-type]
-        liveness_endpoint=_liveness_url(args.probe_address, args.liveness_port),
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-    )
-    return 0
 
 
 def _liveness_url(address: str, port: int) -> str | None:

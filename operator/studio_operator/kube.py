@@ -203,18 +203,6 @@ async def get(api_version: str, kind: str, namespace: str | None, name: str) -> 
         raise
 
 
-async def list_(
-    api_version: str, kind: str, namespace: str | None = None, *, label_selector: str | None = None
-) -> list[dict[str, Any]]:
-    query = {"labelSelector": label_selector} if label_selector else {}
-    result = await request("GET", path_for(api_version, kind, namespace), query=query)
-    items: list[dict[str, Any]] = result.get("items", [])
-    for item in items:  # list items come without apiVersion/kind
-        item.setdefault("apiVersion", api_version)
-        item.setdefault("kind", kind)
-    return items
-
-
 async def create(obj: dict[str, Any]) -> dict[str, Any]:
     api_version, kind, namespace, _ = _ref(obj)
     result: dict[str, Any] = await request(
@@ -296,23 +284,6 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-# Events are best effort and nothing waits for them: at most this many are in flight, so that a
-# burst (1,000 expiries, each with an Event) leaves the API server's throughput to the writes that
-# sessions wait for, and the Events follow as soon as it has room.
-EVENTS_IN_FLIGHT = 4
-_event_lanes: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
-
-
-def _event_lane() -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    lane = _event_lanes.get(loop)
-    if lane is None:
-        for old in [lp for lp in _event_lanes if lp.is_closed()]:
-            del _event_lanes[old]
-        lane = _event_lanes[loop] = asyncio.Semaphore(EVENTS_IN_FLIGHT)
-    return lane
-
-
 async def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
     """A core/v1 Event on an object; failures are logged, never raised (events are best effort)."""
     meta = involved["metadata"]
@@ -340,7 +311,6 @@ async def post_event(involved: dict[str, Any], type_: str, reason: str, message:
         "reportingInstance": os.environ.get("HOSTNAME", "studio-operator"),
     }
     try:
-        async with _event_lane():
-            await request("POST", path_for("v1", "Event", event["metadata"]["namespace"]), event, retries=1)
+        await request("POST", path_for("v1", "Event", event["metadata"]["namespace"]), event, retries=1)
     except ApiError as exc:
         log.warning("could not post event %s on %s/%s: %s", reason, meta.get("namespace"), meta["name"], exc)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,25 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def _san(host: str) -> x509.GeneralName:
+    """An IP address SAN for an address (local mode serves on 127.0.0.1), else a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    """A CA key signs certificates and CRLs (and digital signatures), nothing else."""
+    allowed = {"digital_signature", "key_cert_sign", "crl_sign"}
+    usages = (
+        *allowed,
+        *("content_commitment", "key_encipherment", "data_encipherment", "key_agreement"),
+        *("encipher_only", "decipher_only"),
+    )
+    return x509.KeyUsage(**{usage: usage in allowed for usage in usages})
+
+
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -81,20 +101,7 @@ def new_ca(now: dt.datetime, days: int = CA_DAYS) -> tuple[bytes, bytes]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -117,9 +124,7 @@ def new_leaf(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(not_after)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(h) for h in dict.fromkeys(hosts)]), critical=False
-        )
+        .add_extension(x509.SubjectAlternativeName([_san(h) for h in dict.fromkeys(hosts)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(

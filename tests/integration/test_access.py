@@ -1,4 +1,4 @@
-"""Collaboration and access on a real RBAC authorizer (issue 6).
+"""Collaboration and access on a real RBAC authorizer.
 
 alice (studios-maintain), bob (launch), carol (connect), dave (view) and erin (admin) are bound in
 the test namespace to the generated cluster roles and act through impersonation. The operator runs

@@ -2,7 +2,7 @@
 
 No thresholds: performance is measured by `make bench`, never asserted in timed tests. This only
 checks that a tiny run completes against the local control plane and writes the contract's keys
-(docs: ../shared/API.md "Development interface") with sane values.
+with sane values.
 """
 
 from __future__ import annotations

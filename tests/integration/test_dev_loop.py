@@ -20,6 +20,7 @@ from kube_helpers import ROOT, Cluster, OperatorProcess, http_get
 def scratch_root(tmp: Path, cluster: Cluster, script: str) -> Path:
     (tmp / "hack").mkdir()
     shutil.copy2(ROOT / "hack" / script, tmp / "hack" / script)
+    shutil.copy2(ROOT / "hack" / "loopback.py", tmp / "hack" / "loopback.py")  # what the scripts import
     (tmp / ".venv").symlink_to(Path(sys.prefix))
     (tmp / ".cluster").mkdir()
     shutil.copy2(cluster.kubeconfig, tmp / ".cluster" / "kubeconfig")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from loopback import http_get
+
 import studio_helpers as sh
-from kube_helpers import Cluster, OperatorProcess, http_get, wait_for
+from kube_helpers import Cluster, OperatorProcess, wait_for
 
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)$")
 

@@ -1,4 +1,4 @@
-"""The operator writes only to objects it owns (issue 14, findings 1, 2 and 7).
+"""The operator writes only to objects it owns.
 
 A hostile or careless tenant holds the names a studio would use (its Service, workspace claim,
 connect Role and RoleBinding, session pod): the operator leaves those objects untouched, the

@@ -1,4 +1,4 @@
-"""Fixtures for the reliability suite (issue 9): the integration fixtures plus fault injection.
+"""Fixtures for the reliability suite: the integration fixtures plus fault injection.
 
 The integration fixtures (``cluster``, ``namespace``, ``operator``, ``operator_factory``,
 ``as_user``) are re-exported from tests/integration/conftest.py, loaded once under a module name of
@@ -35,9 +35,10 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from loopback import free_ports, http_get
 from rel_helpers import ApiServer
 
-from kube_helpers import CLUSTER_DIR, ROOT, Cluster, free_ports, http_get
+from kube_helpers import CLUSTER_DIR, ROOT, Cluster
 
 HERE = Path(__file__).resolve().parent
 INTEGRATION_CONFTEST = HERE.parent / "integration" / "conftest.py"

@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
+from loopback import free_ports, http_get
 
 import studio_helpers as sh
 from kube_helpers import CLUSTER_DIR, Cluster, load_configuration
+from studio_operator.api.common import NAMESPACE_LABEL
 
 T = TypeVar("T")
 MANAGED = f"{sh.MANAGED_BY}=studio-operator"
-NAMESPACE_LABEL = "studios.dev/namespace"
-VOLUMES_FINALIZER = "studios.dev/volumes"
 
 # Transient answers while the operator (which serves the admission webhooks) or an API server
 # restarts: retry them, everything else is a real answer.
@@ -364,18 +364,10 @@ class ApiServer:
 
     def ready(self) -> bool:
         import ssl
-        import urllib.request
 
         ctx = ssl.create_default_context(cafile=self.config.ssl_ca_cert)
         ctx.load_cert_chain(self.config.cert_file, self.config.key_file)
-        opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ctx)
-        )
-        try:
-            with opener.open(f"{self.url}/readyz", timeout=2) as resp:
-                return int(resp.status) == 200
-        except OSError:
-            return False
+        return http_get(f"{self.url}/readyz", ctx=ctx)[0] == 200
 
     def start(self, timeout: float = 90) -> float:
         """Start the process and wait for /readyz; returns the seconds it took."""
@@ -487,8 +479,6 @@ class DelayProxy:
         import urllib.parse
 
         import yaml
-
-        from kube_helpers import free_ports
 
         doc = yaml.safe_load(kubeconfig.read_text())
         server = urllib.parse.urlparse(doc["clusters"][0]["cluster"]["server"])

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
-from rel_helpers import VOLUMES_FINALIZER, Load, Model, ignore_404, problems, retrying, wait_converged
+from rel_helpers import Load, Model, ignore_404, problems, retrying, wait_converged
 
 import studio_helpers as sh
 from kube_helpers import Cluster, OperatorProcess, wait_for
-
-NAMESPACE_LABEL = "studios.dev/namespace"
+from studio_operator.api.common import NAMESPACE_LABEL, VOLUMES_FINALIZER
 
 
 def mounted_workspace(cluster: Cluster, ns: str, s3: Any) -> None:

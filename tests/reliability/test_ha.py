@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from loopback import http_get
 from rel_helpers import Load, Model, PodTracker, retrying, wait_converged
 
 import studio_helpers as sh
-from kube_helpers import Cluster, OperatorProcess, http_get, wait_for
+from kube_helpers import Cluster, OperatorProcess, wait_for
 
 TAKEOVER_GOAL = 15.0
 ACTIVE = "is now active"

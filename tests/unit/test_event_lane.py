@@ -1,4 +1,4 @@
-"""Events are best effort: at most kube.EVENTS_IN_FLIGHT are posted at a time, so that a burst of
+"""Events are best effort: at most controller.events.IN_FLIGHT are posted at a time, so that a burst of
 them (1,000 expiries) does not take the API server's throughput from the writes sessions wait for;
 every one is still posted."""
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from studio_operator import kube
+from studio_operator.controller import events
 
 
 def test_events_are_posted_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,8 +35,9 @@ def test_events_are_posted_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> N
     }
 
     async def main() -> None:
-        await asyncio.gather(*(kube.post_event(studio, "Normal", f"R{i}", "m") for i in range(40)))
+        lane = events.EventLane()
+        await asyncio.gather(*(lane.send(studio, "Normal", f"R{i}", "m") for i in range(40)))
 
     asyncio.run(main())
     assert sorted(posted) == sorted(f"R{i}" for i in range(40))
-    assert most == kube.EVENTS_IN_FLIGHT
+    assert most == events.IN_FLIGHT

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from studio_operator.leader import Observation, lease_body, released_body
+from studio_operator.controller.leader import Observation, lease_body, released_body
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 

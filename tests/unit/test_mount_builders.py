@@ -9,22 +9,16 @@ from typing import Any
 
 import pytest
 
+from studio_operator.api.common import APPLIED_HASH, DATA_LINK_LABEL, NAMESPACE_LABEL
 from studio_operator.api.kinds import ComputeEnvironmentSpec, DataLinkSpec, FuseMounter, Storage, StudioSpec
 from studio_operator.resources import names, session
+from studio_operator.resources.context import DEFAULT_GID as MOUNT_GID
+from studio_operator.resources.context import DEFAULT_UID as MOUNT_UID
 from studio_operator.resources.context import LinkView, SessionInputs, StudioRef
 from studio_operator.resources.endpoints import S3Policy, parse_endpoints, parse_shared_buckets
 from studio_operator.resources.links import link_view, mount_problem
 from studio_operator.resources.merge import merge_labels
-from studio_operator.resources.mounts import (
-    APPLIED_HASH,
-    DATA_LINK_LABEL,
-    FUSE_CONTAINER,
-    MOUNT_GID,
-    MOUNT_UID,
-    NAMESPACE_LABEL,
-    MountConfigError,
-    plan_mounts,
-)
+from studio_operator.resources.mounts import FUSE_CONTAINER, MountConfigError, plan_mounts
 
 NS = "team-a"
 STUDIO = "rnaseq"

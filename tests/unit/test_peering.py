@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from studio_operator.peering import may_act
+from studio_operator.controller.gate import may_act
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""Specs the CRD accepts but pod or claim validation would refuse: found up front (issue 14, 7)."""
+"""Specs the CRD accepts but pod or claim validation would refuse: found up front."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Controller machinery (runtime.py): store, coalescing work queue, one deadline scheduler."""
+"""The controller runtime (controller/): store, coalescing work queue, one deadline scheduler, and
+the studio controller's table of watched kinds that drives it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,23 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
-from studio_operator.runtime import Key, Scheduler, Store, WorkQueue, run_workers
+from studio_operator.controller import Key, Runtime, Scheduler, Store, WorkQueue, run_workers
+from studio_operator.controller.kinds import store_policy
+from studio_operator.studio.watched import PRIMARY, WATCHED
+
+
+def studio_store() -> Store:
+    """A store with the studio controller's policy (what it keeps of each watched kind)."""
+    return Store(store_policy(WATCHED))
+
+
+def wired() -> tuple[Store, WorkQueue, SimpleNamespace]:
+    """A runtime as the start-up handler wires it, and the kopf memo its handlers receive."""
+    runtime = Runtime(WATCHED, PRIMARY)
+    return runtime.store, runtime.queue, SimpleNamespace(runtime=runtime)
 
 
 def run(coro_fn: Callable[[], Awaitable[None]], timeout: float = 10) -> None:
@@ -289,38 +304,34 @@ def test_watch_handlers_feed_store_and_queue() -> None:
     from studio_operator.handlers import watches
 
     async def main() -> None:
-        store, queue = Store(), WorkQueue()
-        watches.WIRING.store, watches.WIRING.queue = store, queue
-        try:
-            studio = {
-                "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
-                "spec": {"computeEnvironment": "env"},
+        store, queue, memo = wired()
+        studio = {
+            "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
+            "spec": {"computeEnvironment": "env"},
+        }
+        await watches.studio_event(event={"type": "ADDED", "object": studio}, memo=memo)
+        assert store.get("studios", ("ns", "s")) is not None
+        assert await q_get(queue) == ("ns", "s")
+        pod = {
+            "metadata": {
+                "name": "s-abcde",
+                "namespace": "ns",
+                "uid": "p",
+                "resourceVersion": "2",
+                "labels": {"studios.dev/studio": "s"},
             }
-            await watches.studio_event(event={"type": "ADDED", "object": studio})
-            assert store.get("studios", ("ns", "s")) is not None
-            assert await q_get(queue) == ("ns", "s")
-            pod = {
-                "metadata": {
-                    "name": "s-abcde",
-                    "namespace": "ns",
-                    "uid": "p",
-                    "resourceVersion": "2",
-                    "labels": {"studios.dev/studio": "s"},
-                }
-            }
-            await watches.pod_event(event={"type": "ADDED", "object": pod})
-            assert await q_get(queue) == ("ns", "s")
-            await watches.pod_event(event={"type": "DELETED", "object": pod})
-            assert store.get("pods", ("ns", "s-abcde")) is None
-            assert await q_get(queue) == ("ns", "s")
-            env = {"metadata": {"name": "env", "namespace": "ns", "uid": "e", "resourceVersion": "3"}}
-            await watches.environment_event(event={"type": "ADDED", "object": env})
-            assert await q_get(queue) == ("ns", "s")
-            other = {"metadata": {"name": "other", "namespace": "ns", "uid": "o", "resourceVersion": "4"}}
-            await watches.environment_event(event={"type": "ADDED", "object": other})
-            assert len(queue) == 0  # no studio uses it
-        finally:
-            watches.WIRING.store, watches.WIRING.queue = None, None
+        }
+        await watches.pod_event(event={"type": "ADDED", "object": pod}, memo=memo)
+        assert await q_get(queue) == ("ns", "s")
+        await watches.pod_event(event={"type": "DELETED", "object": pod}, memo=memo)
+        assert store.get("pods", ("ns", "s-abcde")) is None
+        assert await q_get(queue) == ("ns", "s")
+        env = {"metadata": {"name": "env", "namespace": "ns", "uid": "e", "resourceVersion": "3"}}
+        await watches.environment_event(event={"type": "ADDED", "object": env}, memo=memo)
+        assert await q_get(queue) == ("ns", "s")
+        other = {"metadata": {"name": "other", "namespace": "ns", "uid": "o", "resourceVersion": "4"}}
+        await watches.environment_event(event={"type": "ADDED", "object": other}, memo=memo)
+        assert len(queue) == 0  # no studio uses it
 
     run(main)
 
@@ -328,7 +339,7 @@ def test_watch_handlers_feed_store_and_queue() -> None:
 def test_store_keeps_slim_bodies() -> None:
     """managedFields, kubectl's last-applied copy and a pod's spec are not kept (memory at scale);
     what the reconciler reads is."""
-    store = Store()
+    store = studio_store()
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -364,7 +375,7 @@ def test_store_keeps_slim_bodies() -> None:
 def test_store_session_objects_keep_metadata_only() -> None:
     """The operator's own Services, Roles and RoleBindings are kept as metadata (existence and the
     applied hash are all it reads); a user's RoleBinding keeps its subjects (who may connect)."""
-    store = Store()
+    store = studio_store()
     managed = {"app.kubernetes.io/managed-by": "studio-operator"}
     svc = {
         "apiVersion": "v1",
@@ -389,7 +400,7 @@ def test_store_session_objects_keep_metadata_only() -> None:
 def test_store_compact_kinds_hand_out_copies() -> None:
     """Studios, pods, Services and Roles are kept as compact JSON: a body read from the store is
     the caller's own, so changing it cannot change what other passes read."""
-    store = Store()
+    store = studio_store()
     studio = {**body("s", "7"), "spec": {"state": "Running"}, "status": {"phase": "Running"}}
     store.put("studios", studio)
     first = store.get("studios", ("ns", "s"))
@@ -399,7 +410,7 @@ def test_store_compact_kinds_hand_out_copies() -> None:
     assert [b for _, b in store.items("studios")] == [studio]
     store.put("studios", {**body("t", "8"), "status": {"phase": "Stopped"}})
     store.put("studios", body("u", "9"))
-    assert store.phases() == {"Running": 1, "Stopped": 1, "": 1}
+    assert store.tally("studios") == {"Running": 1, "Stopped": 1, "": 1}
     assert sorted(store.versions("studios")) == [
         (("ns", "s"), "u1", 7),
         (("ns", "t"), "u1", 8),
@@ -424,29 +435,29 @@ def test_watch_echoes_of_own_writes_queue_nothing() -> None:
     from studio_operator.handlers import watches
 
     async def main() -> None:
-        store, queue = Store(), WorkQueue()
-        watches.WIRING.store, watches.WIRING.queue = store, queue
-        try:
-            studio = {**body("s", "7", uid="u"), "spec": {}}
-            store.put("studios", studio)  # e.g. the answer of a status patch
-            await watches.studio_event(event={"type": "MODIFIED", "object": studio})
-            await watches.studio_event(event={"type": None, "object": studio})  # a listing
-            await watches.studio_event(event={"type": "MODIFIED", "object": {**body("s", "6", uid="u")}})
-            assert len(queue) == 0
-            await watches.studio_event(event={"type": "MODIFIED", "object": {**body("s", "8", uid="u")}})
-            assert await q_get(queue) == ("ns", "s")
-            svc = body("s-svc", "9")
-            svc["metadata"]["labels"] = {"studios.dev/studio": "s"}
-            await watches.service_event(event={"type": "ADDED", "object": svc})
-            assert len(queue) == 0  # the operator's own Service: nothing to look at
-            await watches.service_event(event={"type": "DELETED", "object": svc})
-            assert await q_get(queue) == ("ns", "s")  # deleted by someone else: re-create it
-            await watches.service_event(event={"type": "ADDED", "object": svc})
-            store.remove("services", ("ns", "s-svc"))  # the reconciler deleted it and recorded that
-            await watches.service_event(event={"type": "DELETED", "object": svc})
-            assert len(queue) == 0
-        finally:
-            watches.WIRING.store, watches.WIRING.queue = None, None
+        store, queue, memo = wired()
+        studio = {**body("s", "7", uid="u"), "spec": {}}
+        store.put("studios", studio)  # e.g. the answer of a status patch
+        await watches.studio_event(event={"type": "MODIFIED", "object": studio}, memo=memo)
+        await watches.studio_event(event={"type": None, "object": studio}, memo=memo)  # a listing
+        await watches.studio_event(
+            event={"type": "MODIFIED", "object": {**body("s", "6", uid="u")}}, memo=memo
+        )
+        assert len(queue) == 0
+        await watches.studio_event(
+            event={"type": "MODIFIED", "object": {**body("s", "8", uid="u")}}, memo=memo
+        )
+        assert await q_get(queue) == ("ns", "s")
+        svc = body("s-svc", "9")
+        svc["metadata"]["labels"] = {"studios.dev/studio": "s"}
+        await watches.service_event(event={"type": "ADDED", "object": svc}, memo=memo)
+        assert len(queue) == 0  # the operator's own Service: nothing to look at
+        await watches.service_event(event={"type": "DELETED", "object": svc}, memo=memo)
+        assert await q_get(queue) == ("ns", "s")  # deleted by someone else: re-create it
+        await watches.service_event(event={"type": "ADDED", "object": svc}, memo=memo)
+        store.remove("services", ("ns", "s-svc"))  # the reconciler deleted it and recorded that
+        await watches.service_event(event={"type": "DELETED", "object": svc}, memo=memo)
+        assert len(queue) == 0
 
     run(main)
 

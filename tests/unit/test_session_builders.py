@@ -7,15 +7,20 @@ from typing import Any
 
 import pytest
 
-from studio_operator.api.common import API_VERSION, MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL
+from studio_operator.api.common import (
+    API_VERSION,
+    APPLIED_HASH,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    SESSION_HASH,
+    STUDIO_LABEL,
+)
 from studio_operator.api.kinds import ComputeEnvironmentSpec, StudioSpec
 from studio_operator.resources import names
 from studio_operator.resources.context import SessionInputs, StudioRef
 from studio_operator.resources.merge import merge_labels
 from studio_operator.resources.mounts import MountPlan
 from studio_operator.resources.session import (
-    APPLIED_HASH,
-    SESSION_HASH,
     build_pod,
     build_service,
     build_workspace_claim,

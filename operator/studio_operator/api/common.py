@@ -269,6 +269,14 @@ def labels_field(description: str) -> Any:
     )
 
 
-# Annotations of the contract (API.md), named once for the operator, the webhooks and the CLI.
+# Annotations and the finalizer of the contract, named once for the operator, the webhooks and
+# the CLI.
 CREATED_BY_ANNOTATION = "studios.dev/created-by"
 RESTART_ANNOTATION = "studios.dev/restart"
+SESSION_LIFESPAN_ANNOTATION = "studios.dev/session-lifespan-hours"
+RECHECK_ANNOTATION = "studios.dev/recheck"  # on a DataLink: check it now
+VOLUMES_FINALIZER = "studios.dev/volumes"  # the operator removes a studio's PersistentVolumes
+# What the operator stamps on the objects it writes.
+APPLIED_HASH = "studios.dev/applied-hash"  # the desired content's digest: unchanged, not re-applied
+SESSION_HASH = "studios.dev/session-hash"  # on a session pod: what it inherited when it started
+INHERITED_LABELS = "studios.dev/inherited-labels"  # on a session pod: the label keys it inherited

@@ -20,40 +20,46 @@ from .kinds import ALL_KINDS, WorkspaceSettings
 _DROP = {"title", "$defs", "discriminator"}
 
 _READY = '.status.conditions[?(@.type=="Ready")]'
+# Columns shared by the kinds: Ready's reason and message always explain the state (the Stalled
+# or Reconciling reason when one applies: resources/conditions.kstatus_conditions).
+_READY_STATUS = {"name": "Ready", "type": "string", "jsonPath": _READY + ".status"}
+_READY_REASON = {"name": "Reason", "type": "string", "jsonPath": _READY + ".reason"}
+_READY_MESSAGE = {"name": "Message", "type": "string", "jsonPath": _READY + ".message", "priority": 1}
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
-PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
+
+def _column(name: str, type_: str, path: str, wide: bool = False) -> dict[str, Any]:
+    return {"name": name, "type": type_, "jsonPath": path, **({"priority": 1} if wide else {})}
+
+
+_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "Studio": [
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        # Ready's reason and message always explain the state (the Stalled or Reconciling reason
-        # when one applies: resources/conditions.kstatus_conditions).
-        {"name": "Ready", "type": "string", "jsonPath": _READY + ".status"},
-        {"name": "Reason", "type": "string", "jsonPath": _READY + ".reason"},
-        {"name": "Image", "type": "string", "jsonPath": ".spec.template.image"},
-        {"name": "Private", "type": "boolean", "jsonPath": ".spec.private"},
-        {"name": "Expires", "type": "string", "jsonPath": ".status.session.expiresAt"},
-        {"name": "Environment", "type": "string", "jsonPath": ".spec.computeEnvironment", "priority": 1},
-        {"name": "Message", "type": "string", "jsonPath": _READY + ".message", "priority": 1},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        _column("Phase", "string", ".status.phase"),
+        _READY_STATUS,
+        _READY_REASON,
+        _column("Image", "string", ".spec.template.image"),
+        _column("Private", "boolean", ".spec.private"),
+        _column("Expires", "string", ".status.session.expiresAt"),
+        _column("Environment", "string", ".spec.computeEnvironment", wide=True),
+        _READY_MESSAGE,
     ],
     "ComputeEnvironment": [
-        {"name": "Region", "type": "string", "jsonPath": ".spec.region"},
-        {"name": "Driver", "type": "string", "jsonPath": ".spec.storage.driver"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ],
-    "DataLink": [
-        {"name": "URI", "type": "string", "jsonPath": ".spec.uri"},
-        {"name": "Region", "type": "string", "jsonPath": ".status.region"},
-        {"name": "Ready", "type": "string", "jsonPath": _READY + ".status"},
-        {"name": "Reason", "type": "string", "jsonPath": _READY + ".reason"},
-        {"name": "Message", "type": "string", "jsonPath": _READY + ".message", "priority": 1},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        _column("Region", "string", ".spec.region"),
+        _column("Driver", "string", ".spec.storage.driver"),
     ],
     "WorkspaceSettings": [
-        {"name": "Lifespan", "type": "string", "jsonPath": ".spec.studioLifespan.policy"},
-        {"name": "Hours", "type": "integer", "jsonPath": ".spec.studioLifespan.hours"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        _column("Lifespan", "string", ".spec.studioLifespan.policy"),
+        _column("Hours", "integer", ".spec.studioLifespan.hours"),
+    ],
+    "DataLink": [
+        _column("URI", "string", ".spec.uri"),
+        _column("Region", "string", ".status.region"),
+        _READY_STATUS,
+        _READY_REASON,
+        _READY_MESSAGE,
     ],
 }
+PRINTER_COLUMNS = {kind: [*columns, _AGE] for kind, columns in _COLUMNS.items()}  # Age last, as kubectl's
 
 ROOT_RULES: dict[str, list[dict[str, str]]] = {
     # The name is the value of the `studios.dev/studio` label on every object made for the studio
@@ -139,7 +145,7 @@ def _strip_status_defaults(node: Any) -> Any:
     return node
 
 
-def crd_for(model: type[KubeModel]) -> dict[str, Any]:
+def _root_schema(model: type[KubeModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.get("$defs", {})
     props = {name: structural(sub, defs) for name, sub in raw["properties"].items()}
@@ -165,6 +171,11 @@ def crd_for(model: type[KubeModel]) -> dict[str, Any]:
     }
     if model.kind in ROOT_RULES:
         root["x-kubernetes-validations"] = ROOT_RULES[model.kind]
+    return root
+
+
+def crd_for(model: type[KubeModel]) -> dict[str, Any]:
+    root = _root_schema(model)
     kind: str = model.kind
     plural: str = model.plural
     version: dict[str, Any] = {
@@ -174,7 +185,7 @@ def crd_for(model: type[KubeModel]) -> dict[str, Any]:
         "schema": {"openAPIV3Schema": root},
         "additionalPrinterColumns": PRINTER_COLUMNS[kind],
     }
-    if "status" in props:
+    if "status" in root["properties"]:
         version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

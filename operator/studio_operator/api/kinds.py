@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Final
 
 from pydantic import Field
 
@@ -40,35 +40,23 @@ MIN_LIFESPAN_HOURS = 1
 MAX_LIFESPAN_HOURS = 120
 DEFAULT_LIFESPAN_HOURS = 8
 DEFAULT_PORT = 8080
-DEFAULT_CSI_DRIVER = "s3.csi.aws.com"
-YANDEX_CSI_DRIVER = "ru.yandex.s3.csi"
 
 
+# Whether a session stops after its lifespan or keeps running.
 class LifespanPolicy(StrEnum):
     STOP_AFTER = "StopAfter"
     KEEP_RUNNING = "KeepRunning"
 
 
-class DesiredState(StrEnum):
-    RUNNING = "Running"
-    STOPPED = "Stopped"
+class Lifespan(KubeModel):
+    policy: LifespanPolicy = LifespanPolicy.STOP_AFTER
+    hours: int = Field(default=DEFAULT_LIFESPAN_HOURS, ge=MIN_LIFESPAN_HOURS, le=MAX_LIFESPAN_HOURS)
 
 
-class Phase(StrEnum):
-    STOPPED = "Stopped"
-    STARTING = "Starting"
-    RUNNING = "Running"
-    STOPPING = "Stopping"
-    ERRORED = "Errored"
+# ---------------------------------------------------------------- ComputeEnvironment
 
 
-class StopReason(StrEnum):
-    USER_REQUESTED = "UserRequested"
-    LIFESPAN_EXPIRED = "LifespanExpired"
-    FAILED = "Failed"
-    NEVER_STARTED = "NeverStarted"
-
-
+# How data links are mounted: a CSI driver (static PersistentVolumes) or a FUSE sidecar.
 class StorageDriver(StrEnum):
     CSI = "csi"
     FUSE = "fuse"
@@ -81,17 +69,8 @@ class FuseMounter(StrEnum):
     RCLONE = "rclone"
 
 
-class SecurityProfile(StrEnum):
-    RESTRICTED = "Restricted"
-    BASELINE = "Baseline"
-
-
-class Lifespan(KubeModel):
-    policy: LifespanPolicy = LifespanPolicy.STOP_AFTER
-    hours: int = Field(default=DEFAULT_LIFESPAN_HOURS, ge=MIN_LIFESPAN_HOURS, le=MAX_LIFESPAN_HOURS)
-
-
-# ---------------------------------------------------------------- ComputeEnvironment
+DEFAULT_CSI_DRIVER: Final = "s3.csi.aws.com"  # Mountpoint for Amazon S3's CSI driver
+YANDEX_CSI_DRIVER: Final = "ru.yandex.s3.csi"  # GeeseFS
 
 
 class Storage(KubeModel):
@@ -113,6 +92,18 @@ class Storage(KubeModel):
         le=86400,
         description="How long directory listings and metadata are cached; 0 re-reads the bucket each time.",
     )
+
+
+_PROFILES = (
+    "Restricted (default): non-root, no privilege escalation, all capabilities dropped, "
+    "RuntimeDefault seccomp. Baseline: allows images that must start as root."
+)
+
+
+# The pod security a session runs with.
+class SecurityProfile(StrEnum):
+    RESTRICTED = "Restricted"
+    BASELINE = "Baseline"
 
 
 class ComputeEnvironmentSpec(KubeModel):
@@ -162,19 +153,11 @@ class ComputeEnvironmentSpec(KubeModel):
     service_account_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     storage: Storage | None = None
     credentials_secret: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
-    security_profile: SecurityProfile = Field(
-        default=SecurityProfile.RESTRICTED,
-        description=(
-            "Restricted (default): non-root, no privilege escalation, all capabilities dropped, "
-            "RuntimeDefault seccomp. Baseline: allows images that must start as root."
-        ),
-    )
+    security_profile: SecurityProfile = Field(default=SecurityProfile.RESTRICTED, description=_PROFILES)
 
 
 class ComputeEnvironment(KubeModel):
-    kind: ClassVar[str] = "ComputeEnvironment"
-    plural: ClassVar[str] = "computeenvironments"
-    short_names: ClassVar[list[str]] = ["ce"]
+    kind, plural, short_names = "ComputeEnvironment", "computeenvironments", ["ce"]
     spec: ComputeEnvironmentSpec = Field(default_factory=ComputeEnvironmentSpec)
 
 
@@ -202,9 +185,7 @@ class DataLinkStatus(KubeModel):
 
 
 class DataLink(KubeModel):
-    kind: ClassVar[str] = "DataLink"
-    plural: ClassVar[str] = "datalinks"
-    short_names: ClassVar[list[str]] = ["dl"]
+    kind, plural, short_names = "DataLink", "datalinks", ["dl"]
     spec: DataLinkSpec
     status: DataLinkStatus | None = None
 
@@ -220,13 +201,17 @@ class WorkspaceSettingsSpec(KubeModel):
 
 
 class WorkspaceSettings(KubeModel):
-    kind: ClassVar[str] = "WorkspaceSettings"
-    plural: ClassVar[str] = "workspacesettings"
-    short_names: ClassVar[list[str]] = ["ws"]
+    kind, plural, short_names = "WorkspaceSettings", "workspacesettings", ["ws"]
     spec: WorkspaceSettingsSpec = Field(default_factory=WorkspaceSettingsSpec)
 
 
 # ---------------------------------------------------------------- Studio
+
+
+# spec.state: what the user asks for.
+class DesiredState(StrEnum):
+    RUNNING = "Running"
+    STOPPED = "Stopped"
 
 
 class Template(KubeModel):
@@ -319,13 +304,13 @@ class StudioSpec(KubeModel):
 
 class Session(KubeModel):
     pod_name: str | None = None
+    environment_hash: str | None = Field(
+        default=None, description="Digest of what the session inherited when it started."
+    )
     started_at: str | None = None
     lifespan_hours: int | None = None
     expires_at: str | None = None
     lifespan_source: str | None = None
-    environment_hash: str | None = Field(
-        default=None, description="Digest of what the session inherited when it started."
-    )
 
 
 class MountStatus(KubeModel):
@@ -340,6 +325,23 @@ class Connect(KubeModel):
     service: str | None = None
     port: int | None = None
     command: str | None = None
+
+
+# status.phase: where the studio is between stopped and running.
+class Phase(StrEnum):
+    STOPPED = "Stopped"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    STOPPING = "Stopping"
+    ERRORED = "Errored"
+
+
+# status.stopReason: why the last session ended, or that none started.
+class StopReason(StrEnum):
+    USER_REQUESTED = "UserRequested"
+    LIFESPAN_EXPIRED = "LifespanExpired"
+    FAILED = "Failed"
+    NEVER_STARTED = "NeverStarted"
 
 
 class StudioStatus(KubeModel):
@@ -364,16 +366,9 @@ class StudioStatus(KubeModel):
 
 
 class Studio(KubeModel):
-    kind: ClassVar[str] = "Studio"
-    plural: ClassVar[str] = "studios"
-    short_names: ClassVar[list[str]] = ["st"]
+    kind, plural, short_names = "Studio", "studios", ["st"]
     spec: StudioSpec
     status: StudioStatus | None = None
 
 
 ALL_KINDS: list[type[KubeModel]] = [Studio, ComputeEnvironment, DataLink, WorkspaceSettings]
-
-
-def parse_spec(model: type[KubeModel], body: dict[str, Any]) -> Any:
-    """Parse a whole object body; raises pydantic.ValidationError on input the CRD let through."""
-    return model.model_validate({"spec": body.get("spec") or {}, "status": body.get("status")})

@@ -24,7 +24,6 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _NAME_PART = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _STANDARD_RESOURCES = {"cpu", "memory", "ephemeral-storage"}
-_INTEGER_ONLY_PREFIXES = ("nvidia.com/", "amd.com/", "gpu.intel.com/")
 _VALUE_SOURCES = ("secretKeyRef", "configMapKeyRef", "fieldRef", "resourceFieldRef", "fileKeyRef")
 _EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
 

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Required, TextIO, TypedDict, Unpack
 
 import yaml
 
@@ -20,9 +20,10 @@ from ..api.common import (
     LABEL_KEY,
     LABEL_VALUE,
     RESTART_ANNOTATION,
+    SESSION_LIFESPAN_ANNOTATION,
 )
 from ..api.kinds import MAX_LIFESPAN_HOURS, MIN_LIFESPAN_HOURS
-from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, format_time, parse_time
+from ..resources.lifespan import format_time, parse_time
 from ..resources.merge import is_reserved_label
 from . import describe as describe_mod
 from . import format as fmt
@@ -73,57 +74,65 @@ def parse_vars(pairs: Sequence[str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in out.items()]
 
 
-def build_studio(
-    name: str,
-    namespace: str,
-    *,
-    image: str,
-    environment: str,
-    port: int | None = None,
-    start: bool = True,
-    private: bool = False,
-    hours: int | None = None,
-    keep_running: bool = False,
-    mounts: Sequence[str] = (),
-    labels: Sequence[str] = (),
-    variables: Sequence[str] = (),
-    display_name: str | None = None,
-) -> dict[str, Any]:
-    """The Studio manifest `create` sends (also what `create --dry-run` prints)."""
+class StudioOptions(TypedDict, total=False):
+    """What `kubectl studio create` sets besides the name (see `build_studio`)."""
+
+    image: Required[str]
+    environment: Required[str]
+    port: int | None
+    start: bool
+    private: bool
+    hours: int | None
+    keep_running: bool
+    mounts: Sequence[str]
+    labels: Sequence[str]
+    variables: Sequence[str]
+    display_name: str | None
+
+
+def _check_create(name: str, options: StudioOptions) -> None:
     if not DNS_SUBDOMAIN.match(name) or len(name) > 253:
         raise UsageError(f"{name!r} is not a valid studio name (lowercase letters, digits, '-' and '.')")
-    if not DNS_SUBDOMAIN.match(environment):
-        raise UsageError(f"--env-name {environment!r} is not a valid ComputeEnvironment name")
+    if not DNS_SUBDOMAIN.match(options["environment"]):
+        raise UsageError(f"--env-name {options['environment']!r} is not a valid ComputeEnvironment name")
+    port, hours = options.get("port"), options.get("hours")
     if port is not None and not 1 <= port <= 65535:
         raise UsageError(f"--port must be 1..65535, got {port}")
-    if hours is not None and keep_running:
+    if hours is not None and options.get("keep_running"):
         raise UsageError("--hours and --keep-running exclude each other")
     if hours is not None and not MIN_LIFESPAN_HOURS <= hours <= MAX_LIFESPAN_HOURS:
         raise UsageError(
             f"--hours must be between {MIN_LIFESPAN_HOURS} and {MAX_LIFESPAN_HOURS}, got {hours}"
         )
-    template: dict[str, Any] = {"image": image}
-    if port is not None:
-        template["port"] = port
-    spec: dict[str, Any] = {"computeEnvironment": environment, "template": template}
-    if display_name:
-        spec["displayName"] = display_name
-    env = parse_vars(variables)
-    if env:
-        spec["env"] = env
-    own_labels = parse_labels(labels)
-    if own_labels:
-        spec["resourceLabels"] = own_labels
-    if private:
-        spec["private"] = True
-    if keep_running:
-        spec["lifespan"] = {"policy": "KeepRunning"}
-    elif hours is not None:
-        spec["lifespan"] = {"policy": "StopAfter", "hours": hours}
-    if mounts:
-        seen = list(dict.fromkeys(mounts))
-        spec["mounts"] = [{"dataLink": m} for m in seen]
-    spec["state"] = "Running" if start else "Stopped"
+
+
+def _lifespan(options: StudioOptions) -> dict[str, Any] | None:
+    if options.get("keep_running"):
+        return {"policy": "KeepRunning"}
+    hours = options.get("hours")
+    return {"policy": "StopAfter", "hours": hours} if hours is not None else None
+
+
+def build_studio(name: str, namespace: str, **options: Unpack[StudioOptions]) -> dict[str, Any]:
+    """The Studio manifest `create` sends (also what `create --dry-run` prints)."""
+    _check_create(name, options)
+    template: dict[str, Any] = {"image": options["image"]}
+    if options.get("port") is not None:
+        template["port"] = options["port"]
+    optional = {
+        "displayName": options.get("display_name") or None,
+        "env": parse_vars(options.get("variables", ())) or None,
+        "resourceLabels": parse_labels(options.get("labels", ())) or None,
+        "private": True if options.get("private") else None,
+        "lifespan": _lifespan(options),
+        "mounts": [{"dataLink": m} for m in dict.fromkeys(options.get("mounts", ()))] or None,
+    }
+    spec: dict[str, Any] = {
+        "computeEnvironment": options["environment"],
+        "template": template,
+        **{k: v for k, v in optional.items() if v is not None},
+        "state": "Running" if options.get("start", True) else "Stopped",
+    }
     return {
         "apiVersion": API_VERSION,
         "kind": "Studio",

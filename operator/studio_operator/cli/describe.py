@@ -19,9 +19,9 @@ from pydantic import ValidationError
 from ..api.common import EnvVar
 from ..api.kinds import ComputeEnvironmentSpec, StudioSpec
 from ..resources.buckets import is_writable
-from ..resources.context import SessionInputs, StudioRef
+from ..resources.inputs import Problem, gather_inputs
 from ..resources.links import link_view
-from ..resources.merge import LabelConflict, is_reserved_label, merge_labels, merge_resources
+from ..resources.merge import merge_resources
 from ..resources.mounts import DATA_ROOT
 from ..resources.session import operator_env, session_env
 from . import format as fmt
@@ -100,46 +100,22 @@ def explain(
 ) -> Explanation:
     """`studio`, its ComputeEnvironment (None when missing) and its data links by name (None: missing)."""
     out = Explanation()
-    meta = studio.get("metadata") or {}
-    name = str(meta.get("name", ""))
-    namespace = str(meta.get("namespace", ""))
     try:
         spec = StudioSpec.model_validate(studio.get("spec") or {})
     except ValidationError as exc:
         out.problems.append(f"the studio's spec is invalid: {exc.errors()[0]['msg']}")
         return out
-    env_spec = ComputeEnvironmentSpec()
-    if environment is None:
-        out.problems.append(
-            f"ComputeEnvironment {spec.compute_environment!r} not found in namespace {namespace!r}: "
-            "nothing is inherited until it exists"
-        )
-    else:
-        try:
-            env_spec = ComputeEnvironmentSpec.model_validate(environment.get("spec") or {})
-        except ValidationError as exc:
-            out.problems.append(f"ComputeEnvironment {spec.compute_environment!r} is invalid: {exc}")
-
-    try:
-        labels = merge_labels(
-            env_spec.resource_labels, spec.resource_labels, spec.remove_resource_labels, name
-        )
-    except LabelConflict as exc:
-        out.problems.append(str(exc))
-        labels = merge_labels(
-            env_spec.resource_labels,
-            {k: v for k, v in (spec.resource_labels or {}).items() if not is_reserved_label(k)},
-            [k for k in spec.remove_resource_labels or [] if not is_reserved_label(k)],
-            name,
-        )
-    ref = StudioRef(name=name, namespace=namespace, uid=str(meta.get("uid", "")))
-    inputs = SessionInputs(
-        studio=ref,
-        spec=spec,
-        environment_name=spec.compute_environment,
-        environment=env_spec,
-        labels=labels,
-    )
+    gathered = gather_inputs(studio, spec, environment, links)
+    for problem in gathered.problems:
+        if problem.reason == "EnvironmentNotFound":  # what describe shows is then mostly empty: say why
+            problem = Problem(
+                problem.reason,
+                f"ComputeEnvironment {spec.compute_environment!r} not found in namespace "
+                f"{gathered.inputs.studio.namespace!r}: nothing is inherited until it exists",
+            )
+        out.problems.append(problem.message)
+    inputs, labels = gathered.inputs, gathered.inputs.labels
+    env_spec = inputs.environment
 
     # Environment variables: exactly the operator's list, annotated with where each came from.
     layers = [
@@ -156,30 +132,27 @@ def explain(
     inherited = env_spec.resource_labels or {}
     out.removed_labels = [k for k in spec.remove_resource_labels or [] if k in inherited]
 
-    env_region = env_spec.region
-    for mount in spec.mounts or []:
-        path = f"{DATA_ROOT}/{mount.data_link}"
-        view = link_view(mount.data_link, links.get(mount.data_link))
-        if view is None:
-            out.mounts.append(
-                MountEntry(mount.data_link, path, "", "ReadOnly", STUDIO, False, "data link not found")
-            )
-            continue
-        access = (
-            "ReadWrite" if view.bucket and is_writable(view.bucket, env_spec.allowed_buckets) else "ReadOnly"
-        )
-        notes = []
-        if not view.ready:
-            notes.append(f"not Ready: {view.reason}" + (f" ({view.message})" if view.message else ""))
-        if access == "ReadWrite":
-            notes.append("bucket in the environment's allowedBuckets")
-        if view.region and env_region and view.region != env_region:
-            notes.append(f"cross-region: {view.region} vs environment {env_region}")
-        out.mounts.append(
-            MountEntry(mount.data_link, path, view.spec.uri, access, STUDIO, view.ready, "; ".join(notes))
-        )
+    out.mounts = [
+        _mount_entry(mount.data_link, links.get(mount.data_link), env_spec) for mount in spec.mounts or []
+    ]
     out.resources = merge_resources(env_spec, spec)
     return out
+
+
+def _mount_entry(name: str, body: Mapping[str, Any] | None, env: ComputeEnvironmentSpec) -> MountEntry:
+    path = f"{DATA_ROOT}/{name}"
+    view = link_view(name, body)
+    if view is None:
+        return MountEntry(name, path, "", "ReadOnly", STUDIO, False, "data link not found")
+    access = "ReadWrite" if view.bucket and is_writable(view.bucket, env.allowed_buckets) else "ReadOnly"
+    notes = []
+    if not view.ready:
+        notes.append(f"not Ready: {view.reason}" + (f" ({view.message})" if view.message else ""))
+    if access == "ReadWrite":
+        notes.append("bucket in the environment's allowedBuckets")
+    if view.region and env.region and view.region != env.region:
+        notes.append(f"cross-region: {view.region} vs environment {env.region}")
+    return MountEntry(name, path, view.spec.uri, access, STUDIO, view.ready, "; ".join(notes))
 
 
 def _section(title: str, body: str) -> str:
@@ -187,11 +160,7 @@ def _section(title: str, body: str) -> str:
     return f"{title}:\n{indented}"
 
 
-def render(
-    studio: Mapping[str, Any],
-    explanation: Explanation,
-    now: datetime,
-) -> str:
+def _header(studio: Mapping[str, Any], explanation: Explanation, now: datetime) -> list[str]:
     meta = studio.get("metadata") or {}
     spec = studio.get("spec") or {}
     status = studio.get("status") or {}
@@ -226,9 +195,19 @@ def render(
     connect = status.get("connect") or {}
     if connect.get("command"):
         lines.append(f"Connect:        {connect['command']}")
-    for problem in explanation.problems:
-        lines.append(f"Warning:        {problem}")
+    lines.extend(f"Warning:        {problem}" for problem in explanation.problems)
+    return lines
 
+
+def _table_section(title: str, headers: list[str], rows: list[list[str]]) -> str:
+    return _section(title, fmt.table(headers, rows) if rows else "")
+
+
+def render(
+    studio: Mapping[str, Any],
+    explanation: Explanation,
+    now: datetime,
+) -> str:
     env_rows = []
     for e in explanation.env:
         src = e.source + (f" (overrides {', '.join(e.overrides)})" if e.overrides else "")
@@ -241,30 +220,21 @@ def render(
         [m.data_link, m.path, m.uri or "-", m.access, m.note or ("Ready" if m.ready else "")]
         for m in explanation.mounts
     ]
-    res = explanation.resources
     res_lines = [
-        f"{part}: " + ", ".join(f"{k}={v}" for k, v in values.items()) for part, values in res.items()
+        f"{part}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+        for part, values in explanation.resources.items()
     ]
-    conditions = status.get("conditions") or []
     cond_rows = [
         [c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", "")]
-        for c in conditions
+        for c in (studio.get("status") or {}).get("conditions") or []
     ]
-
     sections = [
-        "\n".join(lines),
-        _section(
-            "Environment variables", fmt.table(["NAME", "VALUE", "SOURCE"], env_rows) if env_rows else ""
-        ),
-        _section("Labels", fmt.table(["KEY", "VALUE", "SOURCE"], label_rows) if label_rows else ""),
-        _section(
-            "Mounts",
-            fmt.table(["DATA LINK", "PATH", "URI", "ACCESS", "NOTE"], mount_rows) if mount_rows else "",
-        ),
+        "\n".join(_header(studio, explanation, now)),
+        _table_section("Environment variables", ["NAME", "VALUE", "SOURCE"], env_rows),
+        _table_section("Labels", ["KEY", "VALUE", "SOURCE"], label_rows),
+        _table_section("Mounts", ["DATA LINK", "PATH", "URI", "ACCESS", "NOTE"], mount_rows),
         _section("Resources", "\n".join(res_lines)),
-        _section(
-            "Conditions", fmt.table(["TYPE", "STATUS", "REASON", "MESSAGE"], cond_rows) if cond_rows else ""
-        ),
+        _table_section("Conditions", ["TYPE", "STATUS", "REASON", "MESSAGE"], cond_rows),
     ]
     return "\n".join(sections)
 

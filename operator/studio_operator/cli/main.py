@@ -46,29 +46,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     group.add_argument("-n", "--namespace", default=default, help="namespace (default: the context's)")
 
 
-def build_parser() -> Parser:
-    parser = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"kubectl-studio {version()}")
-    _connection_options(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    sub.required = True
-
-    def add(name: str, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_, description=help_)
-        _connection_options(p, top=False)
-        return p
-
-    p = add("ls", "list studios: name, phase, ready, reason, expiry, private, creator")
-    p.add_argument("-A", "--all-namespaces", action="store_true", help="list studios in every namespace")
-    p.add_argument(
-        "-o",
-        "--output",
-        choices=["table", "wide", "name", "json", "yaml"],
-        default="table",
-        help="wide adds IMAGE, ENVIRONMENT and the MESSAGE that explains the state",
-    )
-
-    p = add("create", "create a studio (started unless --no-start)")
+def _create_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--image", required=True, help="container image of the tool")
     p.add_argument("--env-name", required=True, metavar="CE", help="the ComputeEnvironment to inherit from")
@@ -94,6 +72,31 @@ def build_parser() -> Parser:
     )
     p.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits (default 300)")
     p.add_argument("-o", "--output", choices=["text", "name", "json", "yaml"], default="text")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kubectl-studio {version()}")
+    _connection_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _connection_options(p, top=False)
+        return p
+
+    p = add("ls", "list studios: name, phase, ready, reason, expiry, private, creator")
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="list studios in every namespace")
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "name", "json", "yaml"],
+        default="table",
+        help="wide adds IMAGE, ENVIRONMENT and the MESSAGE that explains the state",
+    )
+
+    _create_arguments(add("create", "create a studio (started unless --no-start)"))
 
     p = add("start", "start a new session (also after an expiry or a failure)")
     p.add_argument("name", metavar="NAME")

@@ -29,25 +29,22 @@ import fcntl
 import ipaddress
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import kopf
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .. import rbac
+from .. import rbac, webhook_certs
 from ..api.common import CREATED_BY_ANNOTATION as CREATED_BY
-from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, VERSION
+from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION, VERSION
 from ..api.pod_checks import spec_errors
 from ..resources import placement
-from ..resources.lifespan import SESSION_LIFESPAN_ANNOTATION, parse_hours_annotation
+from ..resources.lifespan import parse_hours_annotation
 from ..resources.merge import is_reserved_label
 
 logger = logging.getLogger(__name__)
@@ -153,34 +150,29 @@ def configuration_changes(old: Body, new: Body) -> list[str]:
     finalizers and server-written metadata are not configuration; owner references may be
     dropped (as the garbage collector does) but adding one could get the studio deleted.
     """
-    paths: list[str] = []
-    old_spec, new_spec = _spec(old), _spec(new)
-    for key in sorted(set(old_spec) | set(new_spec)):
-        if key != "state" and old_spec.get(key) != new_spec.get(key):
-            paths.append(f"spec.{key}")
-    for key in sorted((set(old) | set(new)) - {"apiVersion", "kind", "metadata", "spec", "status"}):
-        if old.get(key) != new.get(key):
-            paths.append(key)
     old_meta, new_meta = _meta(old), _meta(new)
-    old_labels, new_labels = old_meta.get("labels") or {}, new_meta.get("labels") or {}
-    for key in sorted(set(old_labels) | set(new_labels)):
-        if old_labels.get(key) != new_labels.get(key):
-            paths.append(f'metadata.labels["{key}"]')
-    old_ann, new_ann = _annotations(old), _annotations(new)
     skip = LAUNCH_ANNOTATIONS | IGNORED_ANNOTATIONS | {CREATED_BY}  # created-by has its own rule
-    for key in sorted((set(old_ann) | set(new_ann)) - skip):
-        if old_ann.get(key) != new_ann.get(key):
-            paths.append(f'metadata.annotations["{key}"]')
+    paths = [
+        *_changed(_spec(old), _spec(new), "spec.{}".format, {"state"}),
+        *_changed(old, new, str, {"apiVersion", "kind", "metadata", "spec", "status"}),
+        *_changed(old_meta.get("labels") or {}, new_meta.get("labels") or {}, 'metadata.labels["{}"]'.format),
+        *_changed(_annotations(old), _annotations(new), 'metadata.annotations["{}"]'.format, skip),
+    ]
     if finalizers_changed(old_meta.get("finalizers"), new_meta.get("finalizers")):
         paths.append("metadata.finalizers")
     old_refs = [r for r in old_meta.get("ownerReferences") or [] if isinstance(r, Mapping)]
     if any(ref not in old_refs for ref in new_meta.get("ownerReferences") or []):
         paths.append("metadata.ownerReferences")
     handled = SERVER_METADATA | {"labels", "annotations", "ownerReferences", "finalizers"}
-    for key in sorted((set(old_meta) | set(new_meta)) - handled):
-        if old_meta.get(key) != new_meta.get(key):
-            paths.append(f"metadata.{key}")
+    paths += _changed(old_meta, new_meta, "metadata.{}".format, handled)
     return paths
+
+
+def _changed(
+    old: Mapping[str, Any], new: Mapping[str, Any], path: Callable[[str], str], skip: Iterable[str] = ()
+) -> list[str]:
+    """The paths of the keys whose values differ, in key order."""
+    return [path(k) for k in sorted((set(old) | set(new)) - set(skip)) if old.get(k) != new.get(k)]
 
 
 def finalizers_changed(old: Iterable[str] | None, new: Iterable[str] | None) -> bool:
@@ -435,17 +427,18 @@ def _client() -> Any:
     return _state.api_client
 
 
+class Target(TypedDict, total=False):
+    """Which object of the resource a SubjectAccessReview asks about (see `sar_body`)."""
+
+    group: str
+    name: str | None
+
+
 async def access_allowed(
-    userinfo: Mapping[str, Any],
-    namespace: str,
-    verb: str,
-    resource: str,
-    *,
-    group: str = "",
-    name: str | None = None,
+    userinfo: Mapping[str, Any], namespace: str, verb: str, resource: str, **target: Unpack[Target]
 ) -> bool:
     api_client = _client()
-    body = sar_body(userinfo, namespace, verb, resource, group=group, name=name)
+    body = sar_body(userinfo, namespace, verb, resource, **target)
 
     def review() -> bool:
         api: Any = client.AuthorizationV1Api(api_client)
@@ -589,39 +582,42 @@ async def mutate_studio(
         patch.metadata.annotations[CREATED_BY] = value
 
 
-async def validate_studio(
-    *,
-    userinfo: Mapping[str, Any],
-    name: str | None,
-    namespace: str | None,
-    warnings: list[str],
-    operation: str | None = None,
-    old: Any = None,
-    new: Any = None,
-    **_: Any,
-) -> None:
-    if _is_operator(userinfo) or new is None:
-        return
-    old_body, new_body, ns = _plain(old), dict(new), namespace or ""
-    errors = [*label_errors("studios", old_body, new_body), *spec_errors("studios", new_body)]
+def _studio_problem(
+    operation: str | None, old_body: Body | None, new_body: Body, userinfo: Mapping[str, Any]
+) -> str | None:
     problem = lifespan_annotation_error(old_body, new_body)
     if operation == "CREATE":
         # the mutating webhook stamped it; a later mutating webhook must not have changed it
-        problem = problem or creator_mismatch(new_body, str(userinfo.get("username", "")))
-    elif old_body is not None:
-        problem = problem or created_by_violation(old_body, new_body)
-    _deny([*errors, problem] if problem else errors)
-    if operation == "UPDATE" and old_body is not None:
-        paths = configuration_changes(old_body, new_body)
-        if paths and not await access_allowed(
-            userinfo, ns, rbac.CONFIGURE_VERB, "studios", group=GROUP, name=name
-        ):
-            raise kopf.AdmissionError(configure_denied_message(paths), code=403)
-        problem = private_violation(old_body, new_body, str(userinfo.get("username", "")))
-        _deny([problem] if problem else [], code=403)
-    _deny(await _check_refs("studios", old_body, new_body, userinfo, ns), code=403)
-    _deny(await _check_placement(old_body, new_body, userinfo, ns), code=403)
-    warnings.extend(await studio_warnings(old_body, new_body, ns))
+        return problem or creator_mismatch(new_body, str(userinfo.get("username", "")))
+    if old_body is not None:
+        return problem or created_by_violation(old_body, new_body)
+    return problem
+
+
+async def _check_studio_update(
+    old_body: Body, new_body: Body, userinfo: Mapping[str, Any], namespace: str, name: str | None
+) -> None:
+    """Changing how a studio runs (not just starting or stopping it) takes the configure verb;
+    only the creator turns `private` on or off."""
+    paths = configuration_changes(old_body, new_body)
+    if paths and not await access_allowed(
+        userinfo, namespace, rbac.CONFIGURE_VERB, "studios", group=GROUP, name=name
+    ):
+        raise kopf.AdmissionError(configure_denied_message(paths), code=403)
+    problem = private_violation(old_body, new_body, str(userinfo.get("username", "")))
+    _deny([problem] if problem else [], code=403)
+
+
+async def _check_studio_placement(
+    old_body: Body | None,
+    new_body: Body,
+    userinfo: Mapping[str, Any],
+    namespace: str,
+    warnings: list[str] | None,
+) -> None:
+    _deny(await _check_placement(old_body, new_body, userinfo, namespace), code=403)
+    if warnings is not None:
+        warnings.extend(await studio_warnings(old_body, new_body, namespace))
 
 
 async def studio_warnings(old: Body | None, new: Body, namespace: str) -> list[str]:
@@ -659,24 +655,31 @@ def _validate_kind(kind: str) -> Any:
         operation: str | None = None,
         old: Any = None,
         new: Any = None,
+        warnings: list[str] | None = None,
         **_: Any,
     ) -> None:
         if _is_operator(userinfo) or new is None:
             return
-        old_body, new_body = _plain(old), dict(new)
+        old_body, new_body, ns = _plain(old), dict(new), namespace or ""
         errors = [*label_errors(kind, old_body, new_body), *spec_errors(kind, new_body)]
-        if kind == "workspacesettings" and operation == "CREATE":
-            problem = workspace_settings_name_error(name or _meta(new_body).get("name"))
-            if problem:
-                errors.append(problem)
-        _deny(errors)
-        _deny(await _check_refs(kind, old_body, new_body, userinfo, namespace or ""), code=403)
+        if kind == "studios":
+            errors.append(_studio_problem(operation, old_body, new_body, userinfo) or "")
+        elif kind == "workspacesettings" and operation == "CREATE":
+            errors.append(workspace_settings_name_error(name or _meta(new_body).get("name")) or "")
+        _deny([e for e in errors if e])
+        if kind == "studios" and operation == "UPDATE" and old_body is not None:
+            await _check_studio_update(old_body, new_body, userinfo, ns, name)
+        _deny(await _check_refs(kind, old_body, new_body, userinfo, ns), code=403)
         if kind == "computeenvironments":
-            _deny(await _check_power_fields(old_body, new_body, userinfo, namespace or ""), code=403)
+            _deny(await _check_power_fields(old_body, new_body, userinfo, ns), code=403)
+        elif kind == "studios":
+            await _check_studio_placement(old_body, new_body, userinfo, ns, warnings)
 
     validate.__name__ = validate.__qualname__ = f"validate_{kind}"
     return validate
 
+
+validate_studio = _validate_kind("studios")
 
 _registered: set[int] = set()
 
@@ -719,67 +722,17 @@ class CertFiles:
     ca: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _san(host: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        return x509.DNSName(host)
-
-
 def build_certificates(hosts: list[str], days: int = 365) -> tuple[bytes, bytes, bytes]:
-    """(serving cert, its key, CA cert) as PEM: a throwaway CA that signs one serving certificate.
+    """(serving cert, its key, CA cert) as PEM: a throwaway CA that signs one serving certificate
+    (local mode; in a cluster the operator keeps them in a Secret, webhook_certs.py).
 
     Made with `cryptography` because kopf's own self-signing (certbuilder + oscrypto) fails on
     OpenSSL 3 machines.
     """
     now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("studio-operator webhook CA"))
-        .issuer_name(_name("studio-operator webhook CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([_san(h) for h in dict.fromkeys(hosts)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return cert.public_bytes(pem), key_pem, ca_cert.public_bytes(pem)
+    ca_crt, ca_key = webhook_certs.new_ca(now, days)
+    crt, key = webhook_certs.new_leaf(ca_crt, ca_key, hosts, now, days)
+    return crt, key, ca_crt
 
 
 def _usable(files: CertFiles, hosts: list[str], margin: dt.timedelta = dt.timedelta(days=7)) -> bool:

@@ -28,7 +28,7 @@ import kopf
 from pydantic import ValidationError
 
 from .. import kube, s3
-from ..api.common import GROUP, VERSION
+from ..api.common import GROUP, RECHECK_ANNOTATION, VERSION
 from ..api.kinds import DataLinkSpec
 from ..config import OPTIONS
 from ..resources.buckets import InvalidS3Uri, parse_s3_uri
@@ -43,7 +43,6 @@ NOT_READY_INTERVAL = 30.0
 JITTER = 0.2
 ERROR_RETRY = 30.0
 HEARTBEAT = timedelta(minutes=30)
-RECHECK_ANNOTATION = "studios.dev/recheck"
 
 ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
@@ -226,6 +225,9 @@ async def check_link(body: Mapping[str, Any]) -> tuple[bool, dict[str, Any] | No
 class _Checker:
     body: dict[str, Any]
     seen: tuple[Any, Any]
+    # Set while this replica may act (the runtime's gate): with high availability, checks run
+    # only on the active replica (kopf pauses the watch on standbys, but these tasks run beside it).
+    gate: asyncio.Event | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -241,15 +243,6 @@ class _Checker:
 
 
 _checkers: dict[str, _Checker] = {}
-# Set while this replica may act (peering.Gate.active); None: standalone, always act.
-_gate: asyncio.Event | None = None
-
-
-def set_gate(active: asyncio.Event | None) -> None:
-    """With high availability, checks run only on the active replica (kopf pauses the watch on
-    standbys, but the per-link tasks run beside kopf)."""
-    global _gate
-    _gate = active
 
 
 async def _run(uid: str, checker: _Checker) -> None:
@@ -258,8 +251,8 @@ async def _run(uid: str, checker: _Checker) -> None:
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(checker.wake.wait(), timeout=delay)
-        if _gate is not None and not _gate.is_set():
-            await _gate.wait()
+        if checker.gate is not None and not checker.gate.is_set():
+            await checker.gate.wait()
         checker.wake.clear()
         body = checker.body
         if (body.get("metadata") or {}).get("deletionTimestamp"):
@@ -295,7 +288,7 @@ def _stop(uid: str) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "datalinks", id="datalink-checks")
-async def datalink_checks(event: Mapping[str, Any], **_: Any) -> None:
+async def datalink_checks(event: Mapping[str, Any], memo: Any = None, **_: Any) -> None:
     body = dict(event.get("object") or {})
     uid = (body.get("metadata") or {}).get("uid")
     if not uid:
@@ -307,7 +300,10 @@ async def datalink_checks(event: Mapping[str, Any], **_: Any) -> None:
     if checker is not None and checker.task is not None and not checker.task.done():
         checker.offer(body)
         return
-    checker = _Checker(body=body, seen=trigger(body))
+    runtime = getattr(memo, "runtime", None)
+    checker = _Checker(
+        body=body, seen=trigger(body), gate=runtime.gate.active if runtime is not None else None
+    )
     _checkers[uid] = checker
     checker.task = asyncio.create_task(_run(uid, checker), name=f"datalink:{_key(body)}")
 

@@ -4,41 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import kopf
 
 from .. import kube, metrics, webhook_certs
-from ..api.common import GROUP, MANAGED_BY_KEY, MANAGED_BY_VALUE
 from ..config import OPTIONS
-from ..leader import LeaderElector
-from ..peering import Gate
-from ..runtime import Scheduler, Store, WorkQueue, run_workers
-from .studios import Reconciler
-from .watches import WIRING, resync
+from ..controller import Runtime
+from ..controller.leader import LeaderElector
+from ..studio.controller import StudioController
+from ..studio.watched import PRIMARY, WATCHED
 
 log = logging.getLogger(__name__)
-MANAGED_SELECTOR = f"{MANAGED_BY_KEY}={MANAGED_BY_VALUE}"
-
-_tasks: list[asyncio.Task[Any]] = []
-_electors: list[LeaderElector] = []
-
-# What the store holds, primed by a LIST before the workers start so a restart does not re-create
-# what exists: (store kind, apiVersion, Kind, label selector).
-PRIMED = [
-    ("studios", f"{GROUP}/v1alpha1", "Studio", None),
-    ("computeenvironments", f"{GROUP}/v1alpha1", "ComputeEnvironment", None),
-    ("datalinks", f"{GROUP}/v1alpha1", "DataLink", None),
-    ("workspacesettings", f"{GROUP}/v1alpha1", "WorkspaceSettings", None),
-    ("pods", "v1", "Pod", MANAGED_SELECTOR),
-    ("services", "v1", "Service", MANAGED_SELECTOR),
-    ("persistentvolumeclaims", "v1", "PersistentVolumeClaim", MANAGED_SELECTOR),
-    ("persistentvolumes", "v1", "PersistentVolume", MANAGED_SELECTOR),
-    ("roles", "rbac.authorization.k8s.io/v1", "Role", MANAGED_SELECTOR),
-    ("rolebindings", "rbac.authorization.k8s.io/v1", "RoleBinding", None),
-    ("clusterrolebindings", "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", None),
-]
 
 
 class DataLinkDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
@@ -66,9 +45,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
-    for resource in ("pods", "services", "persistentvolumeclaims", "persistentvolumes"):
-        settings.watching.label_selectors[("v1", resource)] = MANAGED_SELECTOR
-    settings.watching.label_selectors[("rbac.authorization.k8s.io", "v1", "roles")] = MANAGED_SELECTOR
+    for watched in WATCHED:
+        if watched.label_selector:
+            settings.watching.label_selectors[watched.api_version, watched.plural] = watched.label_selector
     settings.peering.name = OPTIONS.peering or "studio-operator"
     settings.peering.priority = OPTIONS.priority
     settings.peering.mandatory = OPTIONS.peering is not None
@@ -76,73 +55,64 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
     kube.init(OPTIONS.kubeconfig)
-    from . import admission
-
-    cert_dir = Path(
-        OPTIONS.cert_dir
-        or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else "/etc/studio-operator/tls")
-    )
-    if OPTIONS.webhook_mode == "cluster" and OPTIONS.webhook_cert_secret:
-        certs = cert_manager(cert_dir)
-        await certs.sync()  # the files exist before the webhook server first reads them
-        _tasks.append(asyncio.create_task(certs.run(), name="webhook-certs"))
-    admission.configure_admission(
-        settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir
-    )
-    await admission.init_admission(kube.client())
-    store, queue = Store(), WorkQueue()
-    scheduler = Scheduler(queue)
-    WIRING.store, WIRING.queue = store, queue
-    reconciler = Reconciler(store, queue, scheduler)
-    gate = Gate()
-
-    WIRING.kinds = PRIMED
+    runtime = memo.runtime = Runtime(WATCHED, PRIMARY, namespaces=OPTIONS.namespaces)
+    await _start_admission(settings, runtime)
+    controller = StudioController(runtime.store, runtime.scheduler, runtime.events)
 
     async def prime() -> None:
         """Fill the store from LISTs and queue every studio (at start and on becoming active).
         The same merge as after kopf relists: kopf's watches may already be feeding the store."""
-        await resync(queue_all=True)
+        await runtime.resync.run(queue_all=True)
 
+    await _open_gate(runtime, memo, prime)
+    runtime.start(controller.reconcile, OPTIONS.workers)
+    runtime.spawn(_gauges(runtime), "gauges")
+    if OPTIONS.metrics_port:
+        metrics.serve(OPTIONS.metrics_port, OPTIONS.probe_address)
+    log.info("studio-operator started: %d studios known", runtime.store.count(PRIMARY))
+
+
+async def _start_admission(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
+    from . import admission
+
+    cert_dir = Path(
+        OPTIONS.cert_dir
+        or (".cluster/webhook" if OPTIONS.webhook_mode == "local" else admission.CLUSTER_CERT_DIR)
+    )
+    if OPTIONS.webhook_mode == "cluster" and OPTIONS.webhook_cert_secret:
+        certs = cert_manager(cert_dir)
+        await certs.sync()  # the files exist before the webhook server first reads them
+        runtime.spawn(certs.run(), "webhook-certs")
+    admission.configure_admission(
+        settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir
+    )
+    await admission.init_admission(kube.client())
+
+
+async def _open_gate(runtime: Runtime, memo: kopf.Memo, prime: Callable[[], Awaitable[None]]) -> None:
+    """Who acts: the holder of the Lease, the live peer kopf's peering rule picks, or this replica
+    alone. Standby replicas keep their store current but reconcile nothing and check no links."""
     if OPTIONS.leader_election:
-        from . import datalinks
-
-        elector = LeaderElector(
+        elector = memo.elector = LeaderElector(
             OPTIONS.leader_election,
             OPTIONS.leader_election_namespace or webhook_certs.operator_namespace() or "default",
             OPTIONS.identity,
             duration=OPTIONS.lease_duration,
             renew_deadline=max(1.0, OPTIONS.lease_duration * 0.75),
         )
-        _electors.append(elector)
-        gate.active = elector.active
-        datalinks.set_gate(gate.active)  # standby replicas do not check links either
-        _tasks.append(asyncio.create_task(elector.run(prime), name="leader-election"))
+        runtime.gate.active = elector.active
+        runtime.spawn(elector.run(prime), "leader-election")
     elif OPTIONS.peering:
-        from . import datalinks
-
-        datalinks.set_gate(gate.active)  # standby replicas do not check links either
         await _ensure_peering_object(OPTIONS.peering)
-        _tasks.append(
-            asyncio.create_task(
-                gate.watch(OPTIONS.peering, OPTIONS.identity, OPTIONS.priority, prime), name="peering-gate"
-            )
+        runtime.spawn(
+            runtime.gate.watch(OPTIONS.peering, OPTIONS.identity, OPTIONS.priority, prime), "peering-gate"
         )
     else:
         await prime()
-        gate.open()
-    _tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
-    _tasks.append(
-        asyncio.create_task(
-            run_workers(queue, reconciler.reconcile, scheduler, OPTIONS.workers, gate.active), name="workers"
-        )
-    )
-    _tasks.append(asyncio.create_task(_gauges(store, queue, scheduler), name="gauges"))
-    if OPTIONS.metrics_port:
-        metrics.serve(OPTIONS.metrics_port, OPTIONS.probe_address)
-    log.info("studio-operator started: %d studios known", store.count("studios"))
+        runtime.gate.open()
 
 
 def cert_manager(cert_dir: Path) -> webhook_certs.CertManager:
@@ -172,34 +142,33 @@ async def _ensure_peering_object(name: str) -> None:
             log.warning("could not create ClusterKopfPeering %s: %s", name, exc)
 
 
-async def _gauges(store: Store, queue: WorkQueue, scheduler: Scheduler) -> None:
+async def _gauges(runtime: Runtime) -> None:
     while True:
-        counts = store.phases("studios")
+        counts = runtime.store.tally(PRIMARY)
         counts["Unknown"] = counts.pop("", 0) + counts.get("Unknown", 0)
         for phase in ("Stopped", "Starting", "Running", "Stopping", "Errored", "Unknown"):
             metrics.STUDIOS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
         stats = kube.stats()
         metrics.API_REQUESTS.set(stats["requests"])
         metrics.API_RETRIES.set(stats["retries"])
-        metrics.QUEUE_DEPTH.set(len(queue))
-        metrics.SCHEDULED.set(len(scheduler))
+        metrics.QUEUE_DEPTH.set(len(runtime.queue))
+        metrics.SCHEDULED.set(len(runtime.scheduler))
         await asyncio.sleep(5)
 
 
 @kopf.on.cleanup()
-async def cleanup(**_: Any) -> None:
-    for task in _tasks:
-        if task.get_name() == "leader-election":
-            task.cancel()
-    for elector in _electors:
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is None:
+        return
+    elector: LeaderElector | None = getattr(memo, "elector", None)
+    if elector is not None:
+        await runtime.cancel("leader-election")
         await elector.release()  # a standby takes over at its next look, not after the lease
-    _electors.clear()
-    for task in _tasks:
-        task.cancel()
-    await asyncio.gather(*_tasks, return_exceptions=True)
-    _tasks.clear()
+    await runtime.stop()
 
 
 @kopf.on.probe(id="queue")
-def queue_probe(**_: Any) -> int:
-    return len(WIRING.queue) if WIRING.queue is not None else -1
+def queue_probe(memo: kopf.Memo, **_: Any) -> int:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    return len(runtime.queue) if runtime is not None else -1

@@ -10,6 +10,10 @@ from ..api.kinds import ComputeEnvironmentSpec, DataLinkSpec, StudioSpec
 from .endpoints import S3Policy
 from .merge import MergedLabels
 
+# The uid/gid common notebook images (jovyan 1000:100) run as; mounted data appears as theirs.
+DEFAULT_UID = 1000
+DEFAULT_GID = 100
+
 
 @dataclass(frozen=True)
 class StudioRef:

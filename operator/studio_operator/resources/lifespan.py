@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from ..api.common import SESSION_LIFESPAN_ANNOTATION
 from ..api.kinds import (
     DEFAULT_LIFESPAN_HOURS,
     MAX_LIFESPAN_HOURS,
@@ -14,7 +16,6 @@ from ..api.kinds import (
     LifespanPolicy,
 )
 
-SESSION_LIFESPAN_ANNOTATION = "studios.dev/session-lifespan-hours"
 DEFAULT_WARNING = timedelta(minutes=15)
 
 
@@ -98,3 +99,55 @@ def warning_at(expiry: datetime | None, ahead: timedelta = DEFAULT_WARNING) -> d
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- the expiry rule
+
+WORKSPACE_LOCK_REASON = "WorkspaceLock"
+
+
+@dataclass(frozen=True)
+class SessionClock:
+    """One session's deadlines: it ends at its start plus the effective lifespan, whatever its
+    pod's state; the warning comes `ahead` of that end."""
+
+    lifespan: EffectiveLifespan
+    started_at: datetime
+    expires_at: datetime | None
+    warn_at: datetime | None
+
+    def expired(self, at: datetime) -> bool:
+        return self.expires_at is not None and at >= self.expires_at
+
+    def warning(self, at: datetime) -> bool:
+        return self.warn_at is not None and at >= self.warn_at
+
+    def next_wake(self, at: datetime) -> datetime | None:
+        """The warning, then the expiry; None for a session that keeps running."""
+        if self.expires_at is None or self.warn_at is None:
+            return None
+        return self.expires_at if at >= self.warn_at else self.warn_at
+
+    def record(self, session: dict[str, Any]) -> dict[str, Any]:
+        """`session` (status.session, camelCase) with this clock's lifespan and end."""
+        return {
+            **session,
+            "lifespanHours": self.lifespan.hours,
+            "lifespanSource": self.lifespan.source,
+            "expiresAt": format_time(self.expires_at) if self.expires_at else None,
+        }
+
+
+def session_clock(
+    started_at: datetime, lifespan: EffectiveLifespan, ahead: timedelta = DEFAULT_WARNING
+) -> SessionClock:
+    end = expires_at(started_at, lifespan)
+    return SessionClock(lifespan, started_at, end, warning_at(end, ahead))
+
+
+def lock_message(lifespan: EffectiveLifespan) -> str:
+    what = "keep running" if lifespan.hours is None else f"{lifespan.hours} hours"
+    return (
+        f"the workspace sets every studio's lifespan to {what}; "
+        "spec.lifespan and the session annotation are ignored"
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,6 +13,7 @@ from .buckets import InvalidS3Uri, is_safe_endpoint, is_safe_prefix, parse_s3_ur
 from .conditions import carry_transition_times, condition, find
 from .context import LinkView, SessionInputs
 from .endpoints import shared_identity_problem
+from .lifespan import parse_time
 
 READY = "Ready"
 PENDING = "Pending"
@@ -226,10 +227,4 @@ def ready_flip(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tu
 
 
 def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_time(value) if isinstance(value, str) else None

@@ -17,11 +17,9 @@ one of the environment's `allowedBuckets` (exact name). Two drivers:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..api.common import DATA_LINK_LABEL, NAMESPACE_LABEL, STUDIO_LABEL
@@ -35,7 +33,8 @@ from ..api.kinds import (
 )
 from . import names
 from .buckets import is_safe_endpoint, is_safe_prefix, is_writable
-from .context import LinkView, SessionInputs
+from .context import DEFAULT_GID, DEFAULT_UID, LinkView, SessionInputs
+from .hashing import with_applied_hash
 from .links import mount_problem
 
 DATA_ROOT = "/workspace/data"
@@ -43,11 +42,6 @@ READ_ONLY = "ReadOnly"
 READ_WRITE = "ReadWrite"
 # Kubernetes requires a size on PVs and claims; S3 drivers ignore it.
 CAPACITY = "1200Gi"
-# Files appear owned by the studio's user (session.DEFAULT_UID/GID: jovyan 1000:100). Kept
-# here, not imported, because session.py imports this module.
-MOUNT_UID = 1000
-MOUNT_GID = 100
-APPLIED_HASH = "studios.dev/applied-hash"
 FUSE_CONTAINER = "s3-mounter"
 FUSE_ROOT = "/mnt/s3"
 FUSE_READY_FILE = "/tmp/studio-mounts-ready"
@@ -112,10 +106,10 @@ def plan_mounts(inputs: SessionInputs) -> MountPlan:
         )
         for m in mounts
     ]
-    events = _cross_region_events(inputs, mounts)
+    plan = MountPlan(statuses=statuses, events=_cross_region_events(inputs, mounts))
     if storage.driver == StorageDriver.FUSE:
-        return _fuse_plan(inputs, mounts, storage, statuses, events)
-    return _csi_plan(inputs, mounts, storage, statuses, events)
+        return _fuse_plan(inputs, mounts, storage, plan)
+    return _csi_plan(inputs, mounts, storage, plan)
 
 
 def _cross_region_events(inputs: SessionInputs, mounts: list[_Mount]) -> list[tuple[str, str, str]]:
@@ -135,121 +129,121 @@ def _cross_region_events(inputs: SessionInputs, mounts: list[_Mount]) -> list[tu
     return out
 
 
-def _with_hash(obj: dict[str, Any]) -> dict[str, Any]:
-    """Stamp the content hash: PV sources and claim specs are immutable, so a changed hash tells the
-    reconciler to replace the object (between sessions) rather than patch it."""
-    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest[:16]
-    return obj
-
-
 # ------------------------------------------------------------------------------------------- csi
 
 
-def _csi_plan(
-    inputs: SessionInputs,
-    mounts: list[_Mount],
-    storage: Storage,
-    statuses: list[MountStatus],
-    events: list[tuple[str, str, str]],
-) -> MountPlan:
+def _csi_plan(inputs: SessionInputs, mounts: list[_Mount], storage: Storage, plan: MountPlan) -> MountPlan:
+    """One static PV (cluster-scoped) and one claim bound to it per mount."""
     ns, studio = inputs.studio.namespace, inputs.studio.name
-    volumes, volume_mounts, pvs, claims = [], [], [], []
-    events = list(events)
     for m in mounts:
         pv_name = names.data_volume_name(ns, studio, m.link.name)
         claim_name = names.data_claim_name(studio, m.link.name)
-        if storage.csi_driver == YANDEX_CSI_DRIVER:
-            csi, mount_options = _yandex_source(m, storage)
-            if m.secret:
-                ref = {"name": m.secret, "namespace": ns}
-                csi["nodeStageSecretRef"] = dict(ref)
-                csi["nodePublishSecretRef"] = dict(ref)
-            else:
-                events.append(
-                    (
-                        "Warning",
-                        "MountCredentialsMissing",
-                        f"data link {m.link.name!r}: {YANDEX_CSI_DRIVER} mounts only with a Secret; set "
-                        "credentialsSecret on the link or the environment",
-                    )
-                )
-        else:
-            csi, mount_options = _mountpoint_source(inputs, m, storage)
-            if m.secret and not inputs.environment.service_account_name:
-                events.append(
-                    (
-                        "Warning",
-                        "MountCredentialsIgnored",
-                        f"data link {m.link.name!r}: {DEFAULT_CSI_DRIVER} cannot take credentials from "
-                        f"Secret {m.secret!r}; it mounts with the driver's own identity. Set the "
-                        "environment's serviceAccountName for pod-level credentials, or use the fuse driver",
-                    )
-                )
-        if not m.writable:
-            csi["readOnly"] = True
+        csi, mount_options = _csi_source(inputs, m, storage, plan.events)
         modes = ["ReadWriteMany"] if m.writable else ["ReadOnlyMany"]
-        pv_spec: dict[str, Any] = {
-            "capacity": {"storage": CAPACITY},
-            "accessModes": modes,
-            "persistentVolumeReclaimPolicy": "Retain",
-            "storageClassName": "",
-            "volumeMode": "Filesystem",
-            "claimRef": {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "namespace": ns,
-                "name": claim_name,
-            },
-            "csi": csi,
-        }
-        if mount_options:
-            pv_spec["mountOptions"] = mount_options
-        pvs.append(
-            _with_hash(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolume",
-                    "metadata": {"name": pv_name, "labels": _pv_labels(inputs, m)},
-                    "spec": pv_spec,
-                }
-            )
+        plan.persistent_volumes.append(
+            _data_volume(inputs, m, pv_name, claim_name, modes, csi, mount_options)
         )
-        claims.append(
-            _with_hash(
-                {
-                    "apiVersion": "v1",
-                    "kind": "PersistentVolumeClaim",
-                    "metadata": {
-                        "name": claim_name,
-                        "namespace": ns,
-                        "labels": dict(inputs.labels.labels),
-                        "ownerReferences": [inputs.studio.owner_reference()],
-                    },
-                    "spec": {
-                        "accessModes": list(modes),
-                        "storageClassName": "",
-                        "volumeMode": "Filesystem",
-                        "volumeName": pv_name,
-                        "resources": {"requests": {"storage": CAPACITY}},
-                    },
-                }
-            )
-        )
+        plan.claims.append(_data_claim(inputs, claim_name, pv_name, modes))
         source: dict[str, Any] = {"claimName": claim_name}
         mount: dict[str, Any] = {"name": m.volume, "mountPath": m.path}
         if not m.writable:
             source["readOnly"] = True
             mount["readOnly"] = True
-        volumes.append({"name": m.volume, "persistentVolumeClaim": source})
-        volume_mounts.append(mount)
-    return MountPlan(
-        volumes=volumes,
-        volume_mounts=volume_mounts,
-        persistent_volumes=pvs,
-        claims=claims,
-        statuses=statuses,
-        events=events,
+        plan.volumes.append({"name": m.volume, "persistentVolumeClaim": source})
+        plan.volume_mounts.append(mount)
+    return plan
+
+
+def _csi_source(
+    inputs: SessionInputs, m: _Mount, storage: Storage, events: list[tuple[str, str, str]]
+) -> tuple[dict[str, Any], list[str]]:
+    """The PV's csi source and mount options; a Warning in `events` when credentials cannot apply."""
+    if storage.csi_driver == YANDEX_CSI_DRIVER:
+        csi, mount_options = _yandex_source(m, storage)
+        if m.secret:
+            ref = {"name": m.secret, "namespace": inputs.studio.namespace}
+            csi["nodeStageSecretRef"] = dict(ref)
+            csi["nodePublishSecretRef"] = dict(ref)
+        else:
+            events.append(
+                (
+                    "Warning",
+                    "MountCredentialsMissing",
+                    f"data link {m.link.name!r}: {YANDEX_CSI_DRIVER} mounts only with a Secret; set "
+                    "credentialsSecret on the link or the environment",
+                )
+            )
+    else:
+        csi, mount_options = _mountpoint_source(inputs, m, storage)
+        if m.secret and not inputs.environment.service_account_name:
+            events.append(
+                (
+                    "Warning",
+                    "MountCredentialsIgnored",
+                    f"data link {m.link.name!r}: {DEFAULT_CSI_DRIVER} cannot take credentials from "
+                    f"Secret {m.secret!r}; it mounts with the driver's own identity. Set the "
+                    "environment's serviceAccountName for pod-level credentials, or use the fuse driver",
+                )
+            )
+    if not m.writable:
+        csi["readOnly"] = True
+    return csi, mount_options
+
+
+def _data_volume(
+    inputs: SessionInputs,
+    m: _Mount,
+    pv_name: str,
+    claim_name: str,
+    modes: list[str],
+    csi: dict[str, Any],
+    mount_options: list[str],
+) -> dict[str, Any]:
+    pv_spec: dict[str, Any] = {
+        "capacity": {"storage": CAPACITY},
+        "accessModes": modes,
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": "",
+        "volumeMode": "Filesystem",
+        "claimRef": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": inputs.studio.namespace,
+            "name": claim_name,
+        },
+        "csi": csi,
+    }
+    if mount_options:
+        pv_spec["mountOptions"] = mount_options
+    return with_applied_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name, "labels": _pv_labels(inputs, m)},
+            "spec": pv_spec,
+        }
+    )
+
+
+def _data_claim(inputs: SessionInputs, claim_name: str, pv_name: str, modes: list[str]) -> dict[str, Any]:
+    return with_applied_hash(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": claim_name,
+                "namespace": inputs.studio.namespace,
+                "labels": dict(inputs.labels.labels),
+                "ownerReferences": [inputs.studio.owner_reference()],
+            },
+            "spec": {
+                "accessModes": list(modes),
+                "storageClassName": "",
+                "volumeMode": "Filesystem",
+                "volumeName": pv_name,
+                "resources": {"requests": {"storage": CAPACITY}},
+            },
+        }
     )
 
 
@@ -278,8 +272,8 @@ def _mountpoint_source(
             attributes["stsRegion"] = env.region
     options = [
         "allow-other",
-        f"uid={MOUNT_UID}",
-        f"gid={MOUNT_GID}",
+        f"uid={DEFAULT_UID}",
+        f"gid={DEFAULT_GID}",
         *(["allow-delete", "allow-overwrite"] if m.writable else ["read-only"]),
     ]
     if m.link.region:
@@ -321,9 +315,9 @@ def _yandex_source(m: _Mount, storage: Storage) -> tuple[dict[str, Any], list[st
     """
     flags = [
         "--uid",
-        str(MOUNT_UID),
+        str(DEFAULT_UID),
         "--gid",
-        str(MOUNT_GID),
+        str(DEFAULT_GID),
         "--dir-mode",
         "0775",
         "--file-mode",
@@ -352,15 +346,8 @@ def _yandex_source(m: _Mount, storage: Storage) -> tuple[dict[str, Any], list[st
 # ------------------------------------------------------------------------------------------ fuse
 
 
-def _fuse_plan(
-    inputs: SessionInputs,
-    mounts: list[_Mount],
-    storage: Storage,
-    statuses: list[MountStatus],
-    events: list[tuple[str, str, str]],
-) -> MountPlan:
-    secrets = sorted({m.secret for m in mounts if m.secret})
-    cred_index = {name: i for i, name in enumerate(secrets)}
+def _credential_env(cred_index: dict[str, int]) -> list[dict[str, Any]]:
+    """The FUSE sidecar's S3 credentials, from each Secret by its index in the mount script."""
     env: list[dict[str, Any]] = []
     for name, i in cred_index.items():
         for var, key, optional in (
@@ -372,6 +359,12 @@ def _fuse_plan(
             if optional:
                 ref["optional"] = True
             env.append({"name": f"S3_CRED_{i}_{var}", "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def _fuse_plan(inputs: SessionInputs, mounts: list[_Mount], storage: Storage, plan: MountPlan) -> MountPlan:
+    secrets = sorted({m.secret for m in mounts if m.secret})
+    cred_index = {name: i for i, name in enumerate(secrets)}
     volumes = [{"name": m.volume, "emptyDir": {}} for m in mounts]
     sidecar: dict[str, Any] = {
         "name": FUSE_CONTAINER,
@@ -380,7 +373,7 @@ def _fuse_plan(
         # runs alongside it, and stops after it.
         "restartPolicy": "Always",
         "command": ["/bin/sh", "-c", fuse_script(mounts, storage, cred_index)],
-        "env": env,
+        "env": _credential_env(cred_index),
         # FUSE needs /dev/fuse and mount(2); Bidirectional propagation needs privileged.
         "securityContext": {
             "privileged": True,
@@ -405,13 +398,8 @@ def _fuse_plan(
         if not m.writable:
             mount["readOnly"] = True
         volume_mounts.append(mount)
-    return MountPlan(
-        volumes=volumes,
-        volume_mounts=volume_mounts,
-        init_containers=[sidecar],
-        statuses=statuses,
-        events=events,
-        needs_privileged=True,
+    return replace(
+        plan, volumes=volumes, volume_mounts=volume_mounts, init_containers=[sidecar], needs_privileged=True
     )
 
 
@@ -452,7 +440,7 @@ def fuse_script(mounts: list[_Mount], storage: Storage, cred_index: dict[str, in
 
 def mount_s3_args(m: _Mount, storage: Storage) -> list[str]:
     """Mountpoint for Amazon S3: `mount-s3 [options] BUCKET DIR`; it returns once mounted."""
-    args = ["mount-s3", "--allow-other", "--uid", str(MOUNT_UID), "--gid", str(MOUNT_GID)]
+    args = ["mount-s3", "--allow-other", "--uid", str(DEFAULT_UID), "--gid", str(DEFAULT_GID)]
     args += ["--allow-delete", "--allow-overwrite"] if m.writable else ["--read-only"]
     if m.link.region:
         args += ["--region", m.link.region]
@@ -488,7 +476,7 @@ def rclone_args(m: _Mount, storage: Storage) -> list[str]:
     args = ["rclone", "mount", rclone_remote(m), f"{FUSE_ROOT}/{m.link.name}", "--daemon"]
     # The target is the emptyDir's own bind mount, which rclone would refuse as "already mounted".
     args.append("--allow-non-empty")
-    args += ["--allow-other", "--uid", str(MOUNT_UID), "--gid", str(MOUNT_GID), "--umask", "002"]
+    args += ["--allow-other", "--uid", str(DEFAULT_UID), "--gid", str(DEFAULT_GID), "--umask", "002"]
     args += ["--vfs-cache-mode", "writes"] if m.writable else ["--read-only"]
     if storage.metadata_ttl_seconds is not None:
         args += ["--dir-cache-time", f"{storage.metadata_ttl_seconds}s"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,12 @@ class PodState:
     message: str = ""
 
 
-def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
+def _container_statuses(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
     status = pod.get("status") or {}
     return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
 
 
-def pod_state(pod: dict[str, Any]) -> PodState:
+def pod_state(pod: Mapping[str, Any]) -> PodState:
     meta = pod.get("metadata") or {}
     if meta.get("deletionTimestamp"):
         return PodState("terminating", "PodTerminating", "the session pod is shutting down")

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
-from ..api.common import MANAGED_BY_KEY, MANAGED_BY_VALUE, STUDIO_LABEL, EnvVar
+from ..api.common import (
+    INHERITED_LABELS,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    SESSION_HASH,
+    STUDIO_LABEL,
+    EnvVar,
+)
 from ..api.kinds import SecurityProfile
 from . import names
-from .context import SessionInputs
+from .context import DEFAULT_GID, DEFAULT_UID, SessionInputs
+from .hashing import content_hash, with_applied_hash
 from .merge import merge_env, merge_node_selector, merge_resources, merge_tolerations
 from .mounts import MountPlan
 
 CONTAINER_NAME = "studio"
 WORKSPACE_PATH = "/workspace"
-APPLIED_HASH = "studios.dev/applied-hash"
-SESSION_HASH = "studios.dev/session-hash"
-INHERITED_LABELS = "studios.dev/inherited-labels"
-# A uid/gid that common notebook images (jovyan 1000:100) run as.
-DEFAULT_UID = 1000
-DEFAULT_GID = 100
 
 
 # Variables the operator adds (documented in the README); a studio or environment entry of the
@@ -37,10 +37,6 @@ def operator_env(inputs: SessionInputs) -> list[EnvVar]:
 def session_env(inputs: SessionInputs) -> list[EnvVar]:
     inherited = merge_env(operator_env(inputs), inputs.environment.env or [])
     return merge_env(inherited, inputs.spec.env or [])
-
-
-def content_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def selector_labels(studio: str) -> dict[str, str]:
@@ -103,39 +99,61 @@ def environment_hash(inputs: SessionInputs) -> str:
     )
 
 
-def build_pod(inputs: SessionInputs, mounts: MountPlan) -> dict[str, Any]:
-    spec = inputs.spec
-    template = spec.template
-    env = inputs.environment
-    pod_sc, container_sc = security_contexts(env.security_profile)
+def _studio_container(inputs: SessionInputs, mounts: MountPlan, security: dict[str, Any]) -> dict[str, Any]:
+    spec, template = inputs.spec, inputs.spec.template
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": template.image,
         "ports": [{"name": "http", "containerPort": template.port, "protocol": "TCP"}],
         "env": [e.dump() for e in session_env(inputs)],
-        "securityContext": container_sc,
+        "securityContext": security,
         "readinessProbe": {"tcpSocket": {"port": template.port}, "periodSeconds": 5, "failureThreshold": 3},
-        "volumeMounts": [],
     }
     if template.command:
         container["command"] = list(template.command)
     if template.args:
         container["args"] = list(template.args)
-    resources = merge_resources(env, spec)
+    resources = merge_resources(inputs.environment, spec)
     if resources:
         container["resources"] = resources
+    volume_mounts = (
+        [{"name": "workspace", "mountPath": WORKSPACE_PATH}] if spec.workspace_volume is not None else []
+    )
+    volume_mounts.extend(mounts.volume_mounts)
+    if volume_mounts:
+        container["volumeMounts"] = volume_mounts
+    return container
+
+
+def _scheduling(inputs: SessionInputs) -> dict[str, Any]:
+    """Where the pod may run and as whom: node selector, tolerations, pull secrets, identity."""
+    env, spec = inputs.environment, inputs.spec
+    out: dict[str, Any] = {}
+    node_selector = merge_node_selector(env, spec)
+    if node_selector:
+        out["nodeSelector"] = node_selector
+    tolerations = merge_tolerations(env, spec)
+    if tolerations:
+        out["tolerations"] = tolerations
+    if env.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": s.name} for s in env.image_pull_secrets]
+    if env.service_account_name:
+        out["serviceAccountName"] = env.service_account_name
+    else:
+        # No workload identity asked for: the studio gets no API token either.
+        out["automountServiceAccountToken"] = False
+    return out
+
+
+def build_pod(inputs: SessionInputs, mounts: MountPlan) -> dict[str, Any]:
+    pod_sc, container_sc = security_contexts(inputs.environment.security_profile)
     volumes: list[dict[str, Any]] = []
-    if spec.workspace_volume is not None:
+    if inputs.spec.workspace_volume is not None:
         claim = names.workspace_claim_name(inputs.studio.name)
         volumes.append({"name": "workspace", "persistentVolumeClaim": {"claimName": claim}})
-        container["volumeMounts"].append({"name": "workspace", "mountPath": WORKSPACE_PATH})
     volumes.extend(mounts.volumes)
-    container["volumeMounts"].extend(mounts.volume_mounts)
-    if not container["volumeMounts"]:
-        del container["volumeMounts"]
-
     pod_spec: dict[str, Any] = {
-        "containers": [container],
+        "containers": [_studio_container(inputs, mounts, container_sc)],
         "restartPolicy": "Never",
         # Service links would add variables the contract does not list.
         "enableServiceLinks": False,
@@ -146,32 +164,14 @@ def build_pod(inputs: SessionInputs, mounts: MountPlan) -> dict[str, Any]:
         pod_spec["initContainers"] = list(mounts.init_containers)
     if volumes:
         pod_spec["volumes"] = volumes
-    node_selector = merge_node_selector(env, spec)
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    tolerations = merge_tolerations(env, spec)
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    if env.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in env.image_pull_secrets]
-    if env.service_account_name:
-        pod_spec["serviceAccountName"] = env.service_account_name
-    else:
-        # No workload identity asked for: the studio gets no API token either.
-        pod_spec["automountServiceAccountToken"] = False
-
-    pod: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": _metadata(inputs, names.pod_name(inputs.studio.name, inputs.studio.uid)),
-        "spec": pod_spec,
-    }
-    pod["metadata"]["annotations"] = {
+    pod_spec.update(_scheduling(inputs))
+    metadata = _metadata(inputs, names.pod_name(inputs.studio.name, inputs.studio.uid))
+    metadata["annotations"] = {
         SESSION_HASH: environment_hash(inputs),
         # The session's own record of what it inherited (status reads it back from the pod).
         INHERITED_LABELS: ",".join(inputs.labels.inherited),
     }
-    return pod
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
 
 
 def build_service(inputs: SessionInputs) -> dict[str, Any]:
@@ -206,10 +206,3 @@ def build_workspace_claim(inputs: SessionInputs) -> dict[str, Any] | None:
         "spec": spec,
     }
     return with_applied_hash(claim)
-
-
-def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
-    """Stamp the desired content's hash so an unchanged object is never re-applied (saves writes)."""
-    digest_ = content_hash({k: v for k, v in obj.items() if k != "status"})
-    obj["metadata"].setdefault("annotations", {})[APPLIED_HASH] = digest_
-    return obj

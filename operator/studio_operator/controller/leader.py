@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import kube
+from .. import kube
 
 log = logging.getLogger(__name__)
 

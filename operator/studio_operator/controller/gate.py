@@ -14,13 +14,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import kube
+from .. import kube
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
-# Replicas starting together only see each other once both have written a heartbeat; acting only
-# after our own heartbeat has been visible this long closes that window.
-SETTLE_SECONDS = 6.0
 
 
 def may_act(status: dict[str, Any], identity: str, priority: int, now: datetime | None = None) -> bool:

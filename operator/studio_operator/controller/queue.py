@@ -1,0 +1,144 @@
+"""Work distribution: a coalescing work queue with per-key serialisation, one deadline scheduler
+(a heap) for lifespans and retries, and the workers that drain the queue.
+
+Reconciliation is level-based: a key in the queue means "look at this object again", however many
+events caused it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+from .store import Key
+
+log = logging.getLogger(__name__)
+
+
+class WorkQueue:
+    """Coalescing queue: a key queued many times is processed once; never twice at the same time."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Key] = asyncio.Queue()
+        self._pending: set[Key] = set()
+        self._active: set[Key] = set()
+        self._dirty: set[Key] = set()
+
+    def add(self, key: Key) -> None:
+        if key in self._active:
+            self._dirty.add(key)
+        elif key not in self._pending:
+            self._pending.add(key)
+            self._queue.put_nowait(key)
+
+    async def get(self) -> Key:
+        key = await self._queue.get()
+        self._pending.discard(key)
+        self._active.add(key)
+        return key
+
+    def done(self, key: Key) -> None:
+        self._active.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def __len__(self) -> int:
+        return len(self._pending) + len(self._active)
+
+
+class Scheduler:
+    """One task, one heap: wakes at the earliest deadline and queues that key.
+
+    Each key has at most one live deadline (the latest `at` call replaces it), so thousands of
+    running studios cost one sleeping task and a heap entry each.
+    """
+
+    def __init__(self, queue: WorkQueue) -> None:
+        self._queue = queue
+        self._heap: list[tuple[float, int, Key]] = []
+        self._live: dict[Key, tuple[float, int]] = {}
+        self._counter = itertools.count()
+        self._wake = asyncio.Event()
+
+    def at(self, key: Key, when: float) -> None:
+        """Queue `key` at wall-clock time `when` (epoch seconds), replacing an earlier plan."""
+        current = self._live.get(key)
+        if current is not None and abs(current[0] - when) < 0.001:
+            return
+        entry = (when, next(self._counter))
+        self._live[key] = entry
+        heapq.heappush(self._heap, (when, entry[1], key))
+        if self._heap[0][1] == entry[1]:
+            self._wake.set()
+
+    def cancel(self, key: Key) -> None:
+        self._live.pop(key, None)
+
+    def deadline(self, key: Key) -> float | None:
+        entry = self._live.get(key)
+        return entry[0] if entry else None
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    async def run(self) -> None:
+        while True:
+            now = time.time()
+            while self._heap and self._heap[0][0] <= now:
+                when, seq, key = heapq.heappop(self._heap)
+                if self._live.get(key) == (when, seq):
+                    del self._live[key]
+                    self._queue.add(key)
+            # Drop cancelled entries lazily so the heap does not grow without bound.
+            if len(self._heap) > 2 * len(self._live) + 1024:
+                self._heap = [(w, s, k) for (w, s, k) in self._heap if self._live.get(k) == (w, s)]
+                heapq.heapify(self._heap)
+            timeout = (self._heap[0][0] - time.time()) if self._heap else 3600.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, min(timeout, 3600.0)))
+
+
+async def run_workers(
+    queue: WorkQueue,
+    reconcile: Callable[[Key], Awaitable[float | None]],
+    scheduler: Scheduler,
+    workers: int,
+    active: asyncio.Event | None = None,
+) -> None:
+    """`reconcile` returns None when done, or seconds after which to look again (retry/backoff)."""
+    failures: dict[Key, int] = defaultdict(int)
+
+    async def worker() -> None:
+        while True:
+            if active is not None:
+                await active.wait()  # a passive HA replica holds its keys until it may act
+            key = await queue.get()
+            try:
+                again = await reconcile(key)
+                failures.pop(key, None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures[key] += 1
+                again = min(0.5 * 2 ** failures[key], 60.0)
+                log.exception(
+                    "reconcile of %s/%s failed (attempt %d); retrying in %.1fs",
+                    key[0],
+                    key[1],
+                    failures[key],
+                    again,
+                )
+            finally:
+                queue.done(key)
+            if again is not None:
+                scheduler.at(key, time.time() + again)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))

@@ -1,0 +1,149 @@
+"""Every kind the studio controller watches, declared once (see controller/kinds.py): what the
+store primes and resyncs, what kopf watches and with which label selector, and which studios a
+change of each kind queues."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..api.common import API_VERSION, MANAGED_BY_KEY, MANAGED_BY_VALUE, NAMESPACE_LABEL, STUDIO_LABEL
+from ..controller import Body, Key, Store, WatchedKind
+from ..rbac import CONNECT_ROLES, RBAC_API_VERSION
+
+MANAGED = {MANAGED_BY_KEY: MANAGED_BY_VALUE}
+
+
+def _managed(body: Body) -> bool:
+    return ((body.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY_KEY) == MANAGED_BY_VALUE
+
+
+def _studios_in(store: Store, namespace: str, when: Callable[[Body], bool] | None = None) -> list[Key]:
+    return [k for k, body in store.items("studios", namespace) if when is None or when(body)]
+
+
+def _owner(body: Body) -> list[Key]:
+    meta = body.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    studio = labels.get(STUDIO_LABEL)
+    ns = meta.get("namespace") or labels.get(NAMESPACE_LABEL)
+    return [(ns, studio)] if studio and ns else []
+
+
+def _running(body: Body) -> bool:
+    return ((body.get("spec") or {}).get("state") or "Running") == "Running"
+
+
+def _where(body: Body) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+# ---------------------------------------------------------------- which studios a change concerns
+
+
+def _studio(_store: Store, body: Body, _deleted: bool) -> list[Key]:
+    return [_where(body)]
+
+
+def _pod(_store: Store, body: Body, _deleted: bool) -> list[Key]:
+    return _owner(body)
+
+
+def _session_object(_store: Store, body: Body, deleted: bool) -> list[Key]:
+    """Services and Roles change when the operator writes them; only a deletion by someone else
+    needs a new look."""
+    return _owner(body) if deleted else []
+
+
+def _rolebinding(store: Store, body: Body, deleted: bool) -> list[Key]:
+    if _managed(body):
+        return _owner(body) if deleted else []
+    if (body.get("roleRef") or {}).get("name") in CONNECT_ROLES:  # who may connect changed
+        return _studios_in(store, _where(body)[0], _running)
+    return []
+
+
+def _clusterrolebinding(store: Store, body: Body, _deleted: bool) -> list[Key]:
+    if (body.get("roleRef") or {}).get("name") in CONNECT_ROLES:
+        return [k for k, b in store.items("studios") if _running(b)]
+    return []
+
+
+def _environment(store: Store, body: Body, _deleted: bool) -> list[Key]:
+    ns, name = _where(body)
+    return _studios_in(store, ns, lambda s: (s.get("spec") or {}).get("computeEnvironment") == name)
+
+
+def _datalink(store: Store, body: Body, _deleted: bool) -> list[Key]:
+    ns, name = _where(body)
+    return _studios_in(
+        store, ns, lambda s: any(m.get("dataLink") == name for m in (s.get("spec") or {}).get("mounts") or [])
+    )
+
+
+def _settings(store: Store, body: Body, _deleted: bool) -> list[Key]:
+    return _studios_in(store, _where(body)[0])
+
+
+# ---------------------------------------------------------------- what the store keeps
+
+_POD_SPEC_KEPT = ("nodeName",)  # the controller reads a pod's metadata and status (resources/podstate.py)
+
+
+def _slim_pod(body: Body) -> Body:
+    if "spec" not in body:
+        return body
+    spec = body.get("spec") or {}
+    return {**body, "spec": {k: spec[k] for k in _POD_SPEC_KEPT if k in spec}}
+
+
+def _slim_session_object(body: Body) -> Body:
+    """The operator's own Services, Roles and RoleBindings: it reads whether they exist and their
+    applied-hash annotation, never their spec, rules or subjects (it rebuilds them)."""
+    if not _managed(body):
+        return body
+    out: Body = {k: body[k] for k in ("apiVersion", "kind", "roleRef") if k in body}
+    out["metadata"] = body["metadata"]
+    return out
+
+
+def _phase(body: Body) -> str | None:
+    phase = (body.get("status") or {}).get("phase")
+    return str(phase) if phase else None
+
+
+# Studios, pods, Services and Roles (one per studio or session: thousands at scale, read by key)
+# are kept as compact JSON; the others (few, or scanned on every reconcile) stay parsed.
+WATCHED = [
+    WatchedKind("studio", "studios", API_VERSION, "Studio", affected=_studio, compact=True, tally=_phase),
+    WatchedKind(
+        "environment", "computeenvironments", API_VERSION, "ComputeEnvironment", affected=_environment
+    ),
+    WatchedKind("datalink", "datalinks", API_VERSION, "DataLink", affected=_datalink),
+    WatchedKind("settings", "workspacesettings", API_VERSION, "WorkspaceSettings", affected=_settings),
+    WatchedKind("pod", "pods", "v1", "Pod", MANAGED, _pod, compact=True, slim=_slim_pod),
+    WatchedKind("service", "services", "v1", "Service", MANAGED, _session_object, True, _slim_session_object),
+    WatchedKind("claim", "persistentvolumeclaims", "v1", "PersistentVolumeClaim", MANAGED),
+    WatchedKind("volume", "persistentvolumes", "v1", "PersistentVolume", MANAGED),
+    WatchedKind(
+        "role", "roles", RBAC_API_VERSION, "Role", MANAGED, _session_object, True, _slim_session_object
+    ),
+    WatchedKind(
+        "rolebinding",
+        "rolebindings",
+        RBAC_API_VERSION,
+        "RoleBinding",
+        None,
+        _rolebinding,
+        slim=_slim_session_object,
+    ),
+    WatchedKind(
+        "clusterrolebinding",
+        "clusterrolebindings",
+        RBAC_API_VERSION,
+        "ClusterRoleBinding",
+        None,
+        _clusterrolebinding,
+    ),
+]
+PRIMARY = "studios"  # the kind the workers reconcile

@@ -1,0 +1,688 @@
+"""The studio decision (studio/decide.py): from what is observed to the status, writes, Events and
+next wake-up, without an API server. One row per situation a studio can be in."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from studio_operator.api.common import (
+    CREATED_BY_ANNOTATION,
+    INHERITED_LABELS,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    SESSION_HASH,
+    SESSION_LIFESPAN_ANNOTATION,
+    STUDIO_LABEL,
+)
+from studio_operator.api.kinds import StudioSpec
+from studio_operator.resources import names
+from studio_operator.resources.inputs import gather_inputs
+from studio_operator.resources.lifespan import format_time
+from studio_operator.resources.session import environment_hash
+from studio_operator.studio import decide as d
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+NS, NAME, UID = "team", "nb", "uid-1"
+POD = names.pod_name(NAME, UID)
+WARN = timedelta(minutes=15)
+
+
+def ago(**delta: float) -> str:
+    return format_time(NOW - timedelta(**delta))
+
+
+def studio(
+    state: str = "Running",
+    status: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "studios.dev/v1alpha1",
+        "kind": "Studio",
+        "metadata": {
+            "name": NAME,
+            "namespace": NS,
+            "uid": UID,
+            "generation": 3,
+            "resourceVersion": "10",
+            "annotations": annotations or {},
+        },
+        "spec": {"computeEnvironment": "env", "template": {"image": "jupyter:4"}, "state": state, **spec},
+        "status": status or {},
+    }
+
+
+def environment(**spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "env", "namespace": NS}, "spec": spec}
+
+
+def link(ready: bool = True) -> dict[str, Any]:
+    cond = {"type": "Ready", "status": "True" if ready else "False", "reason": "Ok" if ready else "NoBucket"}
+    return {
+        "metadata": {"name": "data", "namespace": NS, "generation": 1},
+        "spec": {"uri": "s3://bucket/prefix"},
+        "status": {"observedGeneration": 1, "conditions": [cond]},
+    }
+
+
+def workspace(policy: str = "StopAfter", hours: int = 2) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "default", "namespace": NS},
+        "spec": {"studioLifespan": {"policy": policy, "hours": hours}},
+    }
+
+
+def pod(
+    phase: str = "Running",
+    ready: bool = True,
+    created: str | None = None,
+    owned: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": POD,
+        "namespace": NS,
+        "uid": "pod-uid",
+        "resourceVersion": "5",
+        "creationTimestamp": created or ago(hours=1),
+        "labels": {MANAGED_BY_KEY: MANAGED_BY_VALUE, STUDIO_LABEL: NAME},
+        "annotations": {INHERITED_LABELS: ""},
+        "ownerReferences": [{"kind": "Studio", "uid": UID if owned else "someone-else"}],
+    }
+    meta.update(extra.pop("meta", {}))
+    status: dict[str, Any] = {"phase": phase}
+    if phase == "Running":
+        status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+    status.update(extra)
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "status": status}
+
+
+def at(**delta: float) -> float:
+    return (NOW + timedelta(**delta)).timestamp()
+
+
+def session(started: str, pod_name: str = POD) -> dict[str, Any]:
+    return {"podName": pod_name, "startedAt": started}
+
+
+def failed_pod() -> dict[str, Any]:
+    terminated = {"terminated": {"exitCode": 1, "reason": "Error"}}
+    return pod("Failed", containerStatuses=[{"name": "studio", "state": terminated}])
+
+
+def observed(body: dict[str, Any], p: dict[str, Any] | None = None, **kw: Any) -> d.Observed:
+    kw.setdefault("environment", environment())
+    return d.Observed(studio=body, pod=p, now=NOW, warning_ahead=WARN, **kw)
+
+
+def kinds(plan: d.Plan) -> list[list[str]]:
+    return [
+        [f"Apply {a.kind}" if isinstance(a, d.Apply) else type(a).__name__ for a in step]
+        for step in plan.steps
+    ]
+
+
+def cond(plan: d.Plan, type_: str) -> Any:
+    return next((c for c in plan.status.conditions or [] if c.type == type_), None)
+
+
+def reasons(plan: d.Plan) -> list[str]:
+    return [reason for _, reason, _ in plan.events]
+
+
+@dataclass
+class Case:
+    id: str
+    observed: d.Observed
+    phase: str
+    reason: str
+    steps: list[list[str]] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    stop_reason: str | None = None
+    deadline: Any = d.KEEP
+    check: Callable[[d.Plan], None] | None = None
+
+
+def _expires(plan: d.Plan, hours: int | None, source: str) -> None:
+    assert plan.status.session is not None
+    assert (plan.status.session.lifespan_hours, plan.status.session.lifespan_source) == (hours, source)
+
+
+def _with_status(**status: Any) -> dict[str, Any]:
+    return studio(status=status)
+
+
+RUNNING_STATUS = {"phase": "Running", "session": session(ago(hours=1))}
+
+CASES = [
+    # ---- phase transitions
+    Case(
+        "added stopped",
+        observed(studio("Stopped")),
+        "Stopped",
+        "NeverStarted",
+        [],
+        stop_reason="NeverStarted",
+        deadline=None,
+    ),
+    Case("start", observed(studio()), "Starting", "PodCreated", [["StartSession"]]),
+    Case(
+        "a recorded session lost its pod: confirm the studio first",
+        observed(_with_status(phase="Running", session=session(ago(hours=1)))),
+        "Starting",
+        "PodCreated",
+        [["ConfirmCurrent"], ["StartSession"]],
+    ),
+    Case(
+        "pending pod",
+        observed(studio(status={"phase": "Starting", "session": session(ago(minutes=1))}), pod("Pending")),
+        "Starting",
+        "PodPending",
+        [["Apply services"], ["Apply roles"]],
+        deadline=(NOW + timedelta(hours=7, minutes=44)).timestamp(),
+    ),
+    Case(
+        "running: Event once, Service and grant re-created, the warning scheduled",
+        observed(studio(status={"phase": "Starting", "session": session(ago(hours=1))}), pod()),
+        "Running",
+        "SessionRunning",
+        [["Apply services"], ["Apply roles"]],
+        ["SessionRunning"],
+        deadline=(NOW + timedelta(hours=6, minutes=45)).timestamp(),
+    ),
+    Case(
+        "still running: nothing to post, nothing missing",
+        observed(studio(status=RUNNING_STATUS), pod(), service_exists=True),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        deadline=at(hours=6, minutes=45),
+    ),
+    Case(
+        "image pull error: Errored and stalled, a Warning",
+        observed(
+            studio(status=RUNNING_STATUS),
+            pod(
+                "Pending",
+                containerStatuses=[{"name": "studio", "state": {"waiting": {"reason": "ErrImagePull"}}}],
+            ),
+        ),
+        "Errored",
+        "ErrImagePull",
+        [["Apply services"], ["Apply roles"]],
+        ["ErrImagePull"],
+        deadline=at(hours=6, minutes=45),
+    ),
+    Case(
+        "ended on its own: Errored, the restart held, objects ended, pod kept",
+        observed(studio(status=RUNNING_STATUS, annotations={"studios.dev/restart": "r1"}), failed_pod()),
+        "Errored",
+        "SessionFailed",
+        [["ClearSessionAnnotation"]],
+        ["SessionFailed"],
+        stop_reason="Failed",
+        deadline=None,
+        check=lambda p: (p.status.held_restart == "r1" and p.outcome.stalled) or pytest.fail("not held"),
+    ),
+    Case(
+        "held restart: nothing starts, the failed pod is kept",
+        observed(
+            studio(
+                status={"phase": "Errored", "stopReason": "Failed", "heldRestart": "", "message": "exit 1"}
+            ),
+            failed_pod(),
+        ),
+        "Errored",
+        "SessionFailed",
+        [],
+        stop_reason="Failed",
+        deadline=None,
+        check=lambda p: p.status.message == "exit 1" or pytest.fail(p.status.message),
+    ),
+    Case(
+        "held restart released by a new annotation: the kept pod is replaced",
+        observed(
+            studio(
+                status={"phase": "Errored", "stopReason": "Failed", "heldRestart": ""},
+                annotations={"studios.dev/restart": "again"},
+            ),
+            failed_pod(),
+        ),
+        "Starting",
+        "ReplacingPreviousSession",
+        [["DeletePod"]],
+    ),
+    Case(
+        "stop requested: pod deleted with the session's objects",
+        observed(studio("Stopped", status=RUNNING_STATUS), pod()),
+        "Stopping",
+        "SessionStopping",
+        [["DeletePod", "ClearSessionAnnotation"]],
+        stop_reason="UserRequested",
+        deadline=None,
+    ),
+    Case(
+        "stopped once the pod is gone",
+        observed(studio("Stopped", status={"phase": "Stopping", "stopReason": "UserRequested"})),
+        "Stopped",
+        "SessionStopped",
+        [],
+        ["SessionStopped"],
+        stop_reason="UserRequested",
+        deadline=None,
+    ),
+    Case(
+        "the previous pod is terminating: wait",
+        observed(studio(), pod(meta={"deletionTimestamp": format_time(NOW + timedelta(seconds=20))})),
+        "Starting",
+        "WaitingForPreviousSession",
+        [["DeletePod"]],
+    ),
+    # ---- stall reasons
+    Case(
+        "invalid spec (schema)",
+        observed(studio(template={})),
+        "Stopped",
+        "InvalidSpec",
+        events=["InvalidSpec"],
+    ),
+    Case(
+        "invalid spec (what the pod would be refused for)",
+        observed(studio(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})),
+        "Stopped",
+        "InvalidSpec",
+        events=["InvalidSpec"],
+    ),
+    Case(
+        "environment missing",
+        observed(studio(), environment=None),
+        "Stopped",
+        "EnvironmentNotFound",
+        events=["EnvironmentNotFound"],
+    ),
+    Case(
+        "environment invalid",
+        observed(
+            studio(), environment=environment(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}})
+        ),
+        "Stopped",
+        "EnvironmentInvalid",
+        events=["EnvironmentInvalid"],
+    ),
+    Case(
+        "reserved label",
+        observed(studio(resourceLabels={"app.kubernetes.io/managed-by": "me"})),
+        "Stopped",
+        "LabelConflict",
+        events=["LabelConflict"],
+    ),
+    Case(
+        "data link missing",
+        observed(studio(mounts=[{"dataLink": "data"}])),
+        "Stopped",
+        "DataLinkNotFound",
+        events=["DataLinkNotFound"],
+    ),
+    Case(
+        "data link not ready",
+        observed(studio(mounts=[{"dataLink": "data"}]), links={"data": link(ready=False)}),
+        "Stopped",
+        "DataLinkNotReady",
+        events=["DataLinkNotReady"],
+    ),
+    Case(
+        "the same stall again: no second Warning",
+        observed(
+            studio(
+                status={
+                    "phase": "Stopped",
+                    "conditions": [{"type": "Stalled", "status": "True", "reason": "EnvironmentNotFound"}],
+                }
+            ),
+            environment=None,
+        ),
+        "Stopped",
+        "EnvironmentNotFound",
+    ),
+    Case(
+        "NameConflict: the pod's name is held by someone else's pod",
+        observed(studio(status=RUNNING_STATUS), pod(owned=False)),
+        "Errored",
+        "NameConflict",
+        events=["NameConflict"],
+        check=lambda p: p.retry_after == d.BLOCKED_RETRY_SECONDS or pytest.fail("no slow retry"),
+    ),
+    # ---- lifespan: precedence, expiry, adoption
+    Case(
+        "default lifespan is 8 hours",
+        observed(studio(status=RUNNING_STATUS), pod(), service_exists=True),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        check=lambda p: _expires(p, 8, "default"),
+        deadline=at(hours=6, minutes=45),
+    ),
+    Case(
+        "spec.lifespan over the default",
+        observed(studio(status=RUNNING_STATUS, lifespan={"hours": 4}), pod(), service_exists=True),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        check=lambda p: _expires(p, 4, "studio"),
+        deadline=at(hours=2, minutes=45),
+    ),
+    Case(
+        "the session annotation over spec.lifespan",
+        observed(
+            studio(
+                status=RUNNING_STATUS, annotations={SESSION_LIFESPAN_ANNOTATION: "12"}, lifespan={"hours": 4}
+            ),
+            pod(),
+            service_exists=True,
+        ),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        check=lambda p: _expires(p, 12, "annotation"),
+        deadline=at(hours=10, minutes=45),
+    ),
+    Case(
+        "the workspace lock over everything; the annotation is reported ignored",
+        observed(
+            studio(status=RUNNING_STATUS, annotations={SESSION_LIFESPAN_ANNOTATION: "12"}),
+            pod(),
+            service_exists=True,
+            workspace=workspace(hours=2),
+        ),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        ["InvalidLifespanAnnotation"],
+        deadline=(NOW + timedelta(minutes=45)).timestamp(),
+        check=lambda p: (
+            _expires(p, 2, "workspace"),
+            cond(p, "LifespanLocked").reason == "WorkspaceLock" or pytest.fail("lock"),
+            cond(p, "LifespanAnnotationIgnored") or pytest.fail("ignored"),
+        ),
+    ),
+    Case(
+        "a locked keep-running workspace: no deadline",
+        observed(
+            studio(status=RUNNING_STATUS), pod(), service_exists=True, workspace=workspace("KeepRunning")
+        ),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        deadline=None,
+        check=lambda p: (
+            (p.status.session is not None and p.status.session.expires_at is None) or pytest.fail("end")
+        ),
+    ),
+    Case(
+        "a stopped studio shows the workspace lock too",
+        observed(studio("Stopped"), workspace=workspace()),
+        "Stopped",
+        "NeverStarted",
+        [],
+        stop_reason="NeverStarted",
+        deadline=None,
+        check=lambda p: cond(p, "LifespanLocked") or pytest.fail("lock"),
+    ),
+    Case(
+        "expired: the end is recorded while the pod and objects go",
+        observed(
+            studio(
+                status={"phase": "Running", "session": session(ago(hours=9))},
+                annotations={"studios.dev/restart": "r"},
+            ),
+            pod(),
+        ),
+        "Stopping",
+        "LifespanExpired",
+        [["RecordExpiry", "DeletePod"]],
+        ["SessionExpired"],
+        stop_reason="LifespanExpired",
+        deadline=None,
+        check=lambda p: p.status.held_restart == "r" or pytest.fail("held"),
+    ),
+    Case(
+        "expired while the operator was away, pod gone: no new session",
+        observed(studio(status={"phase": "Running", "session": session(ago(hours=9))})),
+        "Stopping",
+        "LifespanExpired",
+        [["RecordExpiry"]],
+        ["SessionExpired"],
+        stop_reason="LifespanExpired",
+        deadline=None,
+    ),
+    Case(
+        "expired while its pod terminates: expired, not waited for",
+        observed(
+            studio(status={"phase": "Running", "session": session(ago(hours=9))}),
+            pod(meta={"deletionTimestamp": format_time(NOW)}),
+        ),
+        "Stopping",
+        "LifespanExpired",
+        [["RecordExpiry", "DeletePod"]],
+        ["SessionExpired"],
+        stop_reason="LifespanExpired",
+        deadline=None,
+    ),
+    Case(
+        "after an expiry: Stopped, the restart held",
+        observed(studio(status={"phase": "Stopping", "stopReason": "LifespanExpired", "heldRestart": ""})),
+        "Stopped",
+        "LifespanExpired",
+        [],
+        stop_reason="LifespanExpired",
+        deadline=None,
+    ),
+    Case(
+        "an annotation extends a session past the default",
+        observed(
+            studio(
+                status={"phase": "Running", "session": session(ago(hours=9))},
+                annotations={SESSION_LIFESPAN_ANNOTATION: "12"},
+            ),
+            pod(),
+            service_exists=True,
+        ),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        [],
+        deadline=at(hours=2, minutes=45),
+    ),
+    Case(
+        "adopted after a crash: the pod's creation is the start",
+        observed(studio(), pod(created=ago(hours=2)), service_exists=True),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        ["SessionRunning"],
+        check=lambda p: (
+            (
+                p.status.session is not None
+                and (p.status.session.pod_name, p.status.session.started_at) == (POD, ago(hours=2))
+            )
+            or pytest.fail("not adopted")
+        ),
+        deadline=at(hours=5, minutes=45),
+    ),
+    Case(
+        "adopted after a crash, already past its end: expired",
+        observed(studio(), pod(created=ago(hours=9))),
+        "Stopping",
+        "LifespanExpired",
+        [["RecordExpiry", "DeletePod"]],
+        ["SessionExpired"],
+        stop_reason="LifespanExpired",
+        deadline=None,
+    ),
+    # ---- the warning window
+    Case(
+        "inside the warning window: ExpiringSoon, an Event, the expiry scheduled",
+        observed(
+            studio(status={"phase": "Running", "session": session(ago(hours=7, minutes=50))}),
+            pod(),
+            service_exists=True,
+        ),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        ["SessionExpiringSoon"],
+        deadline=(NOW + timedelta(minutes=10)).timestamp(),
+        check=lambda p: cond(p, "ExpiringSoon") or pytest.fail("no ExpiringSoon"),
+    ),
+    Case(
+        "still inside the window, same end: no second Event",
+        observed(
+            studio(
+                status={
+                    "phase": "Running",
+                    "session": {
+                        **session(ago(hours=7, minutes=50)),
+                        "expiresAt": format_time(NOW + timedelta(minutes=10)),
+                    },
+                    "conditions": [{"type": "ExpiringSoon", "status": "True"}],
+                }
+            ),
+            pod(),
+            service_exists=True,
+        ),
+        "Running",
+        "SessionRunning",
+        [["Apply roles"]],
+        deadline=(NOW + timedelta(minutes=10)).timestamp(),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_decide(case: Case) -> None:
+    before = copy.deepcopy(case.observed.studio)
+    plan = d.decide(case.observed)
+    assert (plan.status.phase, plan.outcome.reason) == (case.phase, case.reason)
+    assert kinds(plan) == case.steps
+    assert reasons(plan) == case.events
+    assert plan.status.stop_reason == case.stop_reason
+    assert plan.deadline == case.deadline
+    assert plan.status.observed_generation == 3
+    assert case.observed.studio == before  # pure: the observation is not changed
+    if case.check is not None:
+        case.check(plan)
+
+
+# ---------------------------------------------------------------- beyond the table
+
+
+def _inputs_hash(body: dict[str, Any], env: dict[str, Any]) -> str:
+    found = gather_inputs(body, StudioSpec.model_validate(body["spec"]), env, {})
+    assert not found.problems
+    return environment_hash(found.inputs)
+
+
+def test_restart_required_when_the_environment_changed_since_the_start() -> None:
+    body = studio(status=RUNNING_STATUS)
+    old_env = environment(env=[{"name": "A", "value": "1"}])
+    started = pod(meta={"annotations": {SESSION_HASH: _inputs_hash(body, old_env)}})
+    same = d.decide(observed(body, started, environment=old_env, service_exists=True))
+    assert cond(same, "RestartRequired") is None
+    changed = d.decide(observed(body, started, environment=environment(env=[{"name": "A", "value": "2"}])))
+    found = cond(changed, "RestartRequired")
+    assert found is not None and found.reason == "EnvironmentChanged"
+    assert changed.status.phase == "Running"  # the running session is not touched
+
+
+def test_a_missing_environment_does_not_stop_a_running_session() -> None:
+    plan = d.decide(observed(studio(status=RUNNING_STATUS), pod(), environment=None, service_exists=True))
+    assert plan.status.phase == "Running"
+    found = cond(plan, "EnvironmentAvailable")
+    assert found is not None and found.status == "False" and found.reason == "EnvironmentNotFound"
+    assert kinds(plan) == [["Apply roles"]]  # no Service without inputs to build it from
+
+
+def test_a_session_started_by_this_pass_starts_now_with_its_mount_events() -> None:
+    body = studio(status={"phase": "Stopped"}, mounts=[{"dataLink": "data"}])
+    # pod-level credentials: the default S3 trust lends the driver's identity to no namespace
+    env = environment(serviceAccountName="studio")
+    plan = d.decide(observed(body, pod("Pending"), links={"data": link()}, started=True, environment=env))
+    assert plan.status.session is not None and plan.status.session.started_at == format_time(NOW)
+    assert plan.status.mounts and plan.status.mounts[0].data_link == "data"
+    assert plan.status.inherited_labels == []
+
+
+def test_private_studio_without_creator_grants_nobody() -> None:
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {
+            "name": names.connect_role_name(NAME),
+            "namespace": NS,
+            "labels": {MANAGED_BY_KEY: MANAGED_BY_VALUE, STUDIO_LABEL: NAME},
+            "ownerReferences": [{"kind": "Studio", "uid": UID}],
+        },
+    }
+    plan = d.decide(
+        observed(studio(status=RUNNING_STATUS, private=True), pod(), service_exists=True, binding=binding)
+    )
+    assert kinds(plan) == [["Apply roles"], ["DeleteOwned"]]
+    found = cond(plan, "ConnectGranted")
+    assert found is not None and found.reason == "CreatorUnknown"
+    creator = studio(status=RUNNING_STATUS, private=True, annotations={CREATED_BY_ANNOTATION: "alice"})
+    assert kinds(d.decide(observed(creator, pod(), service_exists=True))) == [
+        ["Apply roles"],
+        ["Apply rolebindings"],
+    ]
+
+
+def test_blocked_by_a_refusal_without_a_session_stays_stopped_with_one_warning() -> None:
+    obs = observed(studio())
+    plan = d.blocked(obs, "QuotaExceeded", "the API server refused Pod: exceeded quota")
+    assert (plan.status.phase, plan.outcome.reason, plan.status.session) == ("Stopped", "QuotaExceeded", None)
+    assert reasons(plan) == ["QuotaExceeded"] and plan.retry_after == d.BLOCKED_RETRY_SECONDS
+    stalled = replace(obs, studio=studio(status=d.status_patch(plan.status)))
+    assert reasons(d.blocked(stalled, "QuotaExceeded", "again")) == []
+
+
+def test_preparing_storage_looks_again_in_a_second() -> None:
+    plan = d.preparing_storage(observed(studio()), "replacing the data volumes")
+    assert (plan.status.phase, plan.outcome.reason) == ("Starting", "PreparingStorage")
+    assert plan.deadline == NOW.timestamp() + d.STORAGE_RETRY_SECONDS
+
+
+def test_status_patch_clears_what_no_longer_applies_and_same_status_ignores_unset_fields() -> None:
+    plan = d.decide(
+        observed(
+            studio(status=RUNNING_STATUS), pod(), service_exists=True, workspace=workspace("KeepRunning")
+        )
+    )
+    patch = d.status_patch(plan.status)
+    assert patch["stopReason"] is None and patch["heldRestart"] is None  # merge patch: cleared
+    assert patch["session"]["expiresAt"] is None
+    stored = {**patch, "session": {k: v for k, v in patch["session"].items() if v is not None}}
+    assert d.same_status(stored, patch)
+    assert not d.same_status({**stored, "phase": "Starting"}, patch)
+    # A second decision over the written status changes nothing: the status settles.
+    again = d.decide(
+        observed(studio(status=stored), pod(), service_exists=True, workspace=workspace("KeepRunning"))
+    )
+    assert d.same_status(stored, d.status_patch(again.status)) and again.events == []
+
+
+def test_pod_deletion_rechecks() -> None:
+    stopping = d.Outcome(d.Phase.STOPPING, "SessionStopping", "")
+    assert d.recheck_after(stopping, None, NOW) == d.POD_DELETION_CHECK_SECONDS
+    soon = pod(meta={"deletionTimestamp": format_time(NOW + timedelta(seconds=10))})
+    assert d.recheck_after(stopping, soon, NOW) == pytest.approx(15.5)
+    late = pod(meta={"deletionTimestamp": format_time(NOW - timedelta(minutes=5))})
+    assert d.recheck_after(stopping, late, NOW) == d.OVERDUE_POD_CHECK_SECONDS
+    running = d.Outcome(d.Phase.RUNNING, "SessionRunning", "", retry_after=None)
+    assert d.recheck_after(running, late, NOW) is None

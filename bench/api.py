@@ -80,19 +80,10 @@ class Api:
                 return False
             raise
 
-    def _raw_get(self, path: str, timeout: float) -> str:
-        api = kube.client()
-        _, url, headers, _, _ = api.param_serialize(
-            "GET",
-            path,
-            header_params={"Accept": "text/plain"},
-            auth_settings=["BearerToken"],
-        )
-        resp = api.rest_client.pool_manager.request("GET", url, headers=headers, timeout=timeout)
-        if resp.status != 200:
-            raise BenchError(f"GET {path}: {resp.status}")
-        return bytes(resp.data).decode(errors="replace")
-
     async def raw_get(self, path: str, timeout: float = 30.0) -> str:
         self.sent["GET"] += 1
-        return await asyncio.get_running_loop().run_in_executor(None, self._raw_get, path, timeout)
+        try:
+            text: str = await asyncio.wait_for(kube.request("GET", path, text=True, retries=1), timeout)
+        except kube.ApiError as exc:
+            raise BenchError(f"GET {path}: {exc.status}") from exc
+        return text

@@ -48,6 +48,10 @@ from watchers import PodTracker, StudioTracker, Watcher
 
 from studio_operator import kube
 
+# Stopped studios started again to count a session start's writes (their Service and connect
+# grant already exist): enough for a per-start figure, few enough to keep a size's run short.
+SESSION_START_SAMPLE = 200
+
 # ---------------------------------------------------------------------------------------------
 # configuration and the run
 
@@ -163,7 +167,7 @@ class Bench:
         self.profiles: list[Path] = []
         self.watchers: list[Watcher] = []
         self.notes: list[str] = []
-        self.server = str(kube.client().configuration.host)
+        self.server = kube.server()
         self.labels = {RUN_LABEL: self.run_id}
         self.operators: list[Operator] = []
         self.sightings: list[tuple[float, tuple[str, ...]]] = []
@@ -257,7 +261,7 @@ class Bench:
 
     async def setup(self) -> dict[str, Any]:
         version = await self.api.get("/version") or {}
-        self.server = kube.client().configuration.host
+        self.server = kube.server()
         await self.apply_crds()
         await self.create_nodes()
         await self.create_service_cidr()
@@ -687,6 +691,8 @@ class Bench:
         self.operators.append(op)
         self.active = op
         await op.start()
+        # 0. footprint with no studios at all (imports, kopf, the empty store)
+        out["footprint_idle"] = await op.footprint(min(cfg.idle_seconds, 5.0))
         op_pods, dir_pods, studios = PodTracker(), PodTracker(), StudioTracker()
         watches = [
             self.watch(api_path("v1", "pods", ns_op), STUDIO_LABEL, op_pods.on_event),
@@ -842,6 +848,9 @@ class Bench:
                 **per_unit(d_stop, stop_n, "stop"),
             }
             self.interference(f"N={n} stop", t_phase, out["stop"])
+            # 3b. session starts: stopped studios started again (their Service and grant exist)
+            sample = to_stop[: max(1, min(stop_n, SESSION_START_SAMPLE))]
+            out["session_start"] = await self.session_starts(ns_op, studios, op_pods, sample, wait_s, poll)
 
         # 5b. footprint at rest with half of the studios running
         t_phase = time.time()
@@ -871,6 +880,60 @@ class Bench:
         if not cfg.keep:
             gone = [ns_op, ns_dir, *([ns_dir_b] if bracketed(cfg, n) else [])]
             out["cleanup_s"] = await self.delete_namespaces(gone, timeout=120 + n * 0.3)
+
+    async def session_starts(
+        self,
+        ns: str,
+        studios: StudioTracker,
+        pods: PodTracker,
+        names: list[str],
+        wait_s: float,
+        poll: float,
+    ) -> dict[str, Any]:
+        """Start stopped studios again until Running, count the operator's writes (the contract's
+        start: the session is the pod), then stop them again so the footprint phase finds the
+        same studios running as before."""
+        await self.exclusive(f"session start of {len(names)}")
+        t_phase = time.time()
+        await self.settle()
+        before = await self.snapshot()
+        t0 = time.time()
+
+        async def set_state(name: str, state: str) -> None:
+            await self.api.merge_patch(
+                api_path(GROUP_VERSION, "studios", ns, name), {"spec": {"state": state}}
+            )
+
+        await bounded(self.cfg.concurrency, names, lambda name: set_state(name, "Running"))
+        signal = studios.signal if len(names) <= 200 else None
+        await wait_until(
+            lambda: len(studios.phase_times(names, "Running", t0)) >= len(names),
+            wait_s,
+            "restarted studios Running",
+            poll,
+            signal,
+        )
+        running_s = max(studios.phase_times(names, "Running", t0).values()) - t0
+        d = delta(before, await self.settle())
+        result = {
+            **d,
+            "studios": len(names),
+            "seconds_to_running": rnd(running_s),
+            "writes_per_start": rnd(d["operator_writes"] / len(names), 2),
+            "reads_per_start": rnd(d["operator_reads"] / len(names), 2),
+            **per_unit(d, len(names), "start"),
+        }
+        self.interference(f"{ns}: session start of {len(names)}", t_phase, result)
+        t1 = time.time()
+        await bounded(self.cfg.concurrency, names, lambda name: set_state(name, "Stopped"))
+        await wait_until(
+            lambda: len(studios.phase_times(names, "Stopped", t1)) >= len(names),
+            wait_s,
+            "restarted studios Stopped again",
+            poll,
+            signal,
+        )
+        return result
 
     async def direct_phase(
         self,
@@ -986,7 +1049,9 @@ class Bench:
                 studios.signal if len(names) <= 200 else None,
             )
         prepared = studios.count(names, scheduled)
-        mid = await self.snapshot()
+        # The backdating's own writes (status, the warning window's Events, posted a little
+        # later) are not the expiry's: count them apart, as far as the deadline lets.
+        mid = await self.settle(timeout=max(0.0, deadline - time.time() - 1.0))
         timeout = 120 + len(names) * 0.5
         with contextlib.suppress(BenchError):
             await wait_until(

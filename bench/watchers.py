@@ -13,12 +13,19 @@ from typing import Any
 
 import urllib3
 from harness import STUDIO_LABEL, BenchError, Relist, Signal
-from kubernetes.client import ApiClient
-
-from studio_operator import kube
+from kubernetes import config as k8s_config
+from kubernetes.client import ApiClient, Configuration
 
 # ---------------------------------------------------------------------------------------------
 # watches: one thread per collection, timestamps taken when an event arrives
+
+
+def _configuration(kubeconfig: Path) -> Configuration:
+    """The official client's configuration for the watch threads (the harness's timed requests go
+    through studio_operator.kube like the operator's)."""
+    configuration = Configuration()
+    k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
+    return configuration
 
 
 class Watcher:
@@ -31,7 +38,7 @@ class Watcher:
         selector: str | None,
         on_event: Callable[[str, dict[str, Any], float], None],
     ) -> None:
-        self.api = ApiClient(kube.load_config(str(kubeconfig)))
+        self.api = ApiClient(_configuration(kubeconfig))
         self.path = path
         self.selector = selector
         self.on_event = on_event

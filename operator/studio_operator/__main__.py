@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from datetime import UTC, datetime, timedelta
+from types import ModuleType
 
 from .config import OPTIONS
 from .resources.endpoints import (
@@ -24,7 +25,6 @@ from .resources.endpoints import (
 
 HANDLER_MODULES = [
     "studio_operator.handlers.lifecycle",
-    "studio_operator.handlers.watches",
     "studio_operator.handlers.datalinks",
 ]
 
@@ -153,6 +153,20 @@ def limit_malloc_arenas() -> None:
         ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
 
 
+def import_kopf() -> ModuleType:
+    """kopf imports the typed Kubernetes client, when installed, only to recognise its model
+    objects, which the operator never hands it: about 35 MB of modules. Hidden during that import."""
+    hidden = "kubernetes" not in sys.modules
+    if hidden:
+        sys.modules["kubernetes"] = None  # type: ignore[assignment]  # import → ImportError
+    try:
+        import kopf
+    finally:
+        if hidden:
+            sys.modules.pop("kubernetes", None)
+    return kopf
+
+
 def _setting(given: list[str] | None, env: str) -> list[str]:
     return given if given is not None else [os.environ.get(env, "")]
 
@@ -174,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return selftest.run(args)
     try:
-        import kopf
+        kopf = import_kopf()
     except ImportError as exc:  # a plugin-only install (pip install studio-operator[cli])
         print(f"{exc}: the operator needs `pip install studio-operator[operator]`", file=sys.stderr)
         return 1
@@ -188,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args, policy)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
+    # No fallback logins (kopf's would import the typed client): handlers/lifecycle.py logs in.
+    kopf.set_default_registry(kopf.OperatorRegistry())
     _import_handlers()
     if args.webhook_mode != "none":
         # Registered before kopf starts so its managed webhook configuration lists them.
@@ -198,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=args.peering is None,
         peering_name=args.peering,
         priority=args.priority,
-        identity=OPTIONS.identity,  # type: ignore[arg-type]
+        identity=OPTIONS.identity,
         liveness_endpoint=_liveness_url(args.probe_address, args.liveness_port),
         clusterwide=not args.namespace,
         namespaces=args.namespace,

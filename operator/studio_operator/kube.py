@@ -1,8 +1,8 @@
 """The one place that talks to the Kubernetes API server.
 
-A thin async layer over the official client's REST transport: raw JSON in and out (no model
-(de)serialisation, which dominates CPU at scale), calls run in a bounded thread pool so the event
-loop never blocks, and every request has a timeout.
+Async HTTP on the operator's event loop (aiohttp, which kopf already uses): raw JSON in and out,
+no typed client (its model modules cost about 35 MB, and its thread-pool transport was most of the
+operator's CPU per request), a bounded number of connections, a timeout on every request.
 """
 
 from __future__ import annotations
@@ -11,24 +11,27 @@ import asyncio
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kubernetes
-from kubernetes.client import ApiClient, Configuration
-from kubernetes.client.exceptions import ApiException
+import aiohttp
 
+from . import kubeconfig
 from .api.common import API_VERSION
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "studio-operator"
-REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
-# Threads for API calls: at least the operator's reconcile workers, whose calls now go out in
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=30.0)
+# A watch is quiet between events; the server ends it after its timeoutSeconds (and bookmarks
+# come about once a minute), so a read this long without a byte means a dead connection.
+WATCH_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=5.0, sock_read=360.0)
+# Connections to the API server: at least the operator's reconcile workers, whose calls go out in
 # parallel (a start sends the Service and the Pod together).
 WORKERS = int(os.environ.get("STUDIO_API_WORKERS", "64"))
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
 
 PLURALS: dict[str, str] = {
     "Pod": "pods",
@@ -71,8 +74,13 @@ class ApiError(Exception):
 
 @dataclass
 class _State:
-    client: ApiClient | None = None
-    pool: ThreadPoolExecutor | None = None
+    connection: kubeconfig.Connection | None = None
+    # One HTTP session per event loop (tests and tools run several loops one after another).
+    sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = field(default_factory=dict)
+    # Watches hold their connections for minutes: a pool of their own, unbounded.
+    watch_sessions: dict[int, tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession]] = field(
+        default_factory=dict
+    )
     requests: int = 0
     retries: int = 0
 
@@ -80,34 +88,57 @@ class _State:
 _state = _State()
 
 
-def load_config(kubeconfig: str | None = None) -> Configuration:
-    config = Configuration()
-    try:
-        if kubeconfig or os.environ.get("KUBECONFIG") or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=config)  # type: ignore[no-untyped-call]
-        else:
-            kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-    config.connection_pool_maxsize = WORKERS
-    return config
+def init(kubeconfig_path: str | None = None) -> kubeconfig.Connection:
+    _state.connection = kubeconfig.load(kubeconfig_path)
+    return _state.connection
 
 
-def init(kubeconfig: str | None = None) -> None:
-    config = load_config(kubeconfig)
-    _state.client = ApiClient(config)
-    _state.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="kube")
-
-
-def client() -> ApiClient:
-    if _state.client is None:
+def connection() -> kubeconfig.Connection:
+    if _state.connection is None:
         init()
-    assert _state.client is not None
-    return _state.client
+    assert _state.connection is not None
+    return _state.connection
+
+
+def server() -> str:
+    return connection().server
 
 
 def stats() -> dict[str, int]:
     return {"requests": _state.requests, "retries": _state.retries}
+
+
+def _session(watch: bool = False) -> aiohttp.ClientSession:
+    sessions = _state.watch_sessions if watch else _state.sessions
+    loop = asyncio.get_running_loop()
+    entry = sessions.get(id(loop))
+    if entry is not None and entry[0] is loop and not entry[1].closed:
+        return entry[1]
+    for key, (old_loop, _) in list(sessions.items()):
+        if old_loop.is_closed():
+            del sessions[key]  # its connections went with the loop
+    connector = aiohttp.TCPConnector(limit=0 if watch else WORKERS, ssl=connection().ssl_context())
+    session = aiohttp.ClientSession(connector=connector, timeout=WATCH_TIMEOUT if watch else REQUEST_TIMEOUT)
+    sessions[id(loop)] = (loop, session)
+    return session
+
+
+async def close() -> None:
+    """Close this loop's connections (the operator's shutdown)."""
+    for sessions in (_state.sessions, _state.watch_sessions):
+        entry = sessions.pop(id(asyncio.get_running_loop()), None)
+        if entry is not None:
+            await entry[1].close()
+
+
+def _headers(accept: str, content_type: str | None = None) -> dict[str, str]:
+    headers = {"Accept": accept}
+    if content_type:
+        headers["Content-Type"] = content_type
+    token = connection().bearer()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def path_for(
@@ -129,32 +160,51 @@ def path_for(
     return "/".join(parts)
 
 
-def _call(method: str, path: str, body: Any, query: list[tuple[str, str]], content_type: str) -> Any:
-    api = client()
-    headers = {"Accept": "application/json", "Content-Type": content_type}
-    method_, url, headers_, body_, _ = api.param_serialize(
-        method,
-        path,
-        query_params=query,
-        header_params=headers,
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    try:
-        resp = api.call_api(
-            method_, url, header_params=headers_, body=body_, _request_timeout=REQUEST_TIMEOUT
-        )
-        data = resp.read()  # type: ignore[no-untyped-call]
+async def _call(
+    method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str, text: bool
+) -> Any:
+    headers = _headers("text/plain" if text else "application/json", content_type)
+    data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+    async with _session().request(
+        method, connection().server + path, params=query, data=data, headers=headers
+    ) as resp:
+        raw = await resp.read()
         status = resp.status
-    except ApiException as exc:
-        data, status = exc.body, exc.status or 0
     if status >= 400:
-        try:
-            payload = json.loads(data) if data else {}
-        except (ValueError, TypeError):
-            payload = {"message": str(data)}
-        raise ApiError(status, str(payload.get("reason", "")), payload)
-    return json.loads(data) if data else {}
+        raise _error(status, raw)
+    if text:
+        return raw.decode(errors="replace")
+    return json.loads(raw) if raw else {}
+
+
+def _error(status: int, raw: bytes) -> ApiError:
+    try:
+        payload = json.loads(raw) if raw else {}
+    except ValueError:
+        payload = {"message": raw.decode(errors="replace")}
+    if not isinstance(payload, dict):
+        payload = {"message": str(payload)}
+    return ApiError(status, str(payload.get("reason", "")), payload)
+
+
+async def watch(path: str, query: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    """The events of one WATCH request, parsed, until the server ends it (its timeoutSeconds).
+    Errors: ApiError for an HTTP error status; aiohttp/OS errors when the stream breaks."""
+    _state.requests += 1
+    async with _session(watch=True).get(
+        connection().server + path, params={**query, "watch": "true"}, headers=_headers("application/json")
+    ) as resp:
+        if resp.status >= 400:
+            raise _error(resp.status, await resp.read())
+        buffer = bytearray()
+        async for chunk in resp.content.iter_any():
+            buffer += chunk
+            start = 0
+            while (end := buffer.find(b"\n", start)) >= 0:
+                if end > start:
+                    yield json.loads(buffer[start:end])
+                start = end + 1
+            del buffer[:start]
 
 
 async def request(
@@ -165,22 +215,19 @@ async def request(
     query: dict[str, str] | None = None,
     content_type: str = "application/json",
     retries: int = 3,
+    text: bool = False,
 ) -> Any:
-    """One API call off the event loop; retries transient failures (429, 5xx, connection)."""
-    if _state.pool is None:
-        init()
-    loop = asyncio.get_running_loop()
-    q = list((query or {}).items())
+    """One API call; retries transient failures (429, 5xx, connection, time-out)."""
     delay = 0.2
     for attempt in range(retries + 1):
         try:
             _state.requests += 1
-            return await loop.run_in_executor(_state.pool, _call, method, path, body, q, content_type)
+            return await _call(method, path, body, query, content_type, text)
         except ApiError as exc:
-            if exc.status not in (429, 500, 502, 503, 504) or attempt == retries:
+            if exc.status not in RETRIED_STATUSES or attempt == retries:
                 raise
-        except (OSError, kubernetes.client.exceptions.OpenApiException, Exception) as exc:
-            if isinstance(exc, ApiError) or attempt == retries:
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if attempt == retries:
                 raise ApiError(0, f"connection: {type(exc).__name__}", {"message": str(exc)}) from exc
         _state.retries += 1
         await asyncio.sleep(delay)

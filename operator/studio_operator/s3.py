@@ -25,14 +25,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import boto3
-import botocore.exceptions as bce
-from botocore.config import Config
-
 from .resources.buckets import is_writable, normalise_bucket, parse_s3_uri
 from .resources.endpoints import CREDENTIALS_REQUIRED, ENDPOINT_NOT_ALLOWED, PolicyError, S3Policy, host_port
 
 if TYPE_CHECKING:
+    import boto3
+    import botocore.exceptions as bce
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
@@ -118,6 +116,9 @@ _session: boto3.session.Session | None = None
 
 def _client(region: str | None, endpoint_url: str | None, credentials: Credentials | None) -> S3Client:
     global _session
+    import boto3  # imported once a data link is checked: boto3 costs ~25 MB
+    from botocore.config import Config
+
     config = Config(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
@@ -274,6 +275,8 @@ def _ask(
     credentials: Credentials | None,
     source: str,
 ) -> BucketCheck:
+    import botocore.exceptions as bce  # see _client
+
     where = _where(endpoint_url)
     try:
         client = _client(region, endpoint_url, credentials)

@@ -8,8 +8,7 @@ mutating one must have stamped the creator. Exit code 0 when every check passed,
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+import asyncio
 import secrets
 import sys
 import urllib.error
@@ -43,23 +42,23 @@ def dry_run_studio(namespace: str) -> dict[str, Any]:
 
 
 def check_webhooks(namespace: str, kubeconfig: str | None) -> str | None:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    from . import kube
 
-    from .kube import load_config
+    async def dry_run() -> dict[str, Any]:
+        kube.init(kubeconfig)
+        try:
+            path = kube.path_for(API_VERSION, "Studio", namespace)
+            created: dict[str, Any] = await kube.request(
+                "POST", path, dry_run_studio(namespace), query={"dryRun": "All"}, retries=1
+            )
+            return created
+        finally:
+            await kube.close()
 
-    api = client.ApiClient(load_config(kubeconfig))
     try:
-        created: Any = client.CustomObjectsApi(api).create_namespaced_custom_object(
-            "studios.dev", "v1alpha1", namespace, "studios", dry_run_studio(namespace), dry_run="All"
-        )
-    except ApiException as exc:
-        reason = exc.body or exc.reason
-        with contextlib.suppress(TypeError, ValueError):
-            reason = json.loads(exc.body or "").get("message", reason)
-        return f"a dry-run Studio in {namespace} was refused ({exc.status}): {reason}"
-    finally:
-        api.close()  # type: ignore[no-untyped-call]
+        created = asyncio.run(dry_run())
+    except kube.ApiError as exc:
+        return f"a dry-run Studio in {namespace} was refused ({exc.status}): {exc.message or exc.reason}"
     creator = ((created.get("metadata") or {}).get("annotations") or {}).get(CREATED_BY_ANNOTATION)
     if not creator:
         return f"the mutating webhook did not stamp {CREATED_BY_ANNOTATION} (is it registered?)"

@@ -33,6 +33,13 @@ POD = names.pod_name(NAME, UID)
 WARN = timedelta(minutes=15)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_spec_cache() -> None:
+    """The cases reuse one uid and generation for different specs, which the API server never
+    does (a spec change bumps the generation): the parsed-spec cache starts empty for each."""
+    d._specs.clear()
+
+
 def ago(**delta: float) -> str:
     return format_time(NOW - timedelta(**delta))
 
@@ -686,3 +693,22 @@ def test_pod_deletion_rechecks() -> None:
     assert d.recheck_after(stopping, late, NOW) == d.OVERDUE_POD_CHECK_SECONDS
     running = d.Outcome(d.Phase.RUNNING, "SessionRunning", "", retry_after=None)
     assert d.recheck_after(running, late, NOW) is None
+
+
+def test_spec_parsed_once_per_generation() -> None:
+    """A studio is decided again on every event of its pod and status; its spec is parsed and
+    checked once per generation, and a new generation is parsed again."""
+    studio = {
+        "metadata": {"name": "s", "namespace": "ns", "uid": "u-cache", "generation": 1},
+        "spec": {
+            "computeEnvironment": "env",
+            "template": {"image": "img:1", "port": 8888},
+            "state": "Stopped",
+        },
+    }
+    first = d._check_spec(d.Observed(studio=studio, pod=None, now=datetime.now(UTC)))
+    again = d._check_spec(d.Observed(studio=studio, pod=None, now=datetime.now(UTC)))
+    assert isinstance(first, StudioSpec) and again is first
+    changed = {**studio, "metadata": {**studio["metadata"], "generation": 2}, "spec": {"state": "Bogus"}}
+    bad = d._check_spec(d.Observed(studio=changed, pod=None, now=datetime.now(UTC)))
+    assert isinstance(bad, d.Outcome) and bad.reason == "InvalidSpec"

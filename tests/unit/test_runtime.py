@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 from typing import Any
 
 from studio_operator.controller import Key, Runtime, Scheduler, Store, WorkQueue, run_workers
@@ -20,10 +19,10 @@ def studio_store() -> Store:
     return Store(store_policy(WATCHED))
 
 
-def wired() -> tuple[Store, WorkQueue, SimpleNamespace]:
-    """A runtime as the start-up handler wires it, and the kopf memo its handlers receive."""
+def wired() -> tuple[Store, WorkQueue, Runtime]:
+    """A runtime as the start-up handler wires it."""
     runtime = Runtime(WATCHED, PRIMARY)
-    return runtime.store, runtime.queue, SimpleNamespace(runtime=runtime)
+    return runtime.store, runtime.queue, runtime
 
 
 def run(coro_fn: Callable[[], Awaitable[None]], timeout: float = 10) -> None:
@@ -288,28 +287,14 @@ def test_scheduler_many_deadlines_one_task() -> None:
     run(main)
 
 
-def test_watch_handlers_run_on_the_event_loop() -> None:
-    """kopf runs synchronous handlers in threads; the store and the queue are the loop's alone."""
-    import inspect
-
-    from studio_operator.handlers import watches
-
-    handlers = [getattr(watches, n) for n in dir(watches) if n.endswith("_event")]
-    assert len(handlers) >= 10
-    for handler in handlers:
-        assert inspect.iscoroutinefunction(handler), handler.__name__
-
-
-def test_watch_handlers_feed_store_and_queue() -> None:
-    from studio_operator.handlers import watches
-
+def test_watch_events_feed_store_and_queue() -> None:
     async def main() -> None:
-        store, queue, memo = wired()
+        store, queue, runtime = wired()
         studio = {
             "metadata": {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
             "spec": {"computeEnvironment": "env"},
         }
-        await watches.studio_event(event={"type": "ADDED", "object": studio}, memo=memo)
+        runtime.handle("studios", {"type": "ADDED", "object": studio})
         assert store.get("studios", ("ns", "s")) is not None
         assert await q_get(queue) == ("ns", "s")
         pod = {
@@ -321,16 +306,16 @@ def test_watch_handlers_feed_store_and_queue() -> None:
                 "labels": {"studios.dev/studio": "s"},
             }
         }
-        await watches.pod_event(event={"type": "ADDED", "object": pod}, memo=memo)
+        runtime.handle("pods", {"type": "ADDED", "object": pod})
         assert await q_get(queue) == ("ns", "s")
-        await watches.pod_event(event={"type": "DELETED", "object": pod}, memo=memo)
+        runtime.handle("pods", {"type": "DELETED", "object": pod})
         assert store.get("pods", ("ns", "s-abcde")) is None
         assert await q_get(queue) == ("ns", "s")
         env = {"metadata": {"name": "env", "namespace": "ns", "uid": "e", "resourceVersion": "3"}}
-        await watches.environment_event(event={"type": "ADDED", "object": env}, memo=memo)
+        runtime.handle("computeenvironments", {"type": "ADDED", "object": env})
         assert await q_get(queue) == ("ns", "s")
         other = {"metadata": {"name": "other", "namespace": "ns", "uid": "o", "resourceVersion": "4"}}
-        await watches.environment_event(event={"type": "ADDED", "object": other}, memo=memo)
+        runtime.handle("computeenvironments", {"type": "ADDED", "object": other})
         assert len(queue) == 0  # no studio uses it
 
     run(main)
@@ -432,31 +417,25 @@ def test_watch_echoes_of_own_writes_queue_nothing() -> None:
     """An event carrying the version the store holds (the reconciler stored its write's answer, or
     a LIST loaded it) or an older one queues nothing; a deletion the reconciler already recorded
     neither; anything newer does."""
-    from studio_operator.handlers import watches
 
     async def main() -> None:
-        store, queue, memo = wired()
+        store, queue, runtime = wired()
         studio = {**body("s", "7", uid="u"), "spec": {}}
         store.put("studios", studio)  # e.g. the answer of a status patch
-        await watches.studio_event(event={"type": "MODIFIED", "object": studio}, memo=memo)
-        await watches.studio_event(event={"type": None, "object": studio}, memo=memo)  # a listing
-        await watches.studio_event(
-            event={"type": "MODIFIED", "object": {**body("s", "6", uid="u")}}, memo=memo
-        )
+        runtime.handle("studios", {"type": "MODIFIED", "object": studio})
+        runtime.handle("studios", {"type": "MODIFIED", "object": {**body("s", "6", uid="u")}})
         assert len(queue) == 0
-        await watches.studio_event(
-            event={"type": "MODIFIED", "object": {**body("s", "8", uid="u")}}, memo=memo
-        )
+        runtime.handle("studios", {"type": "MODIFIED", "object": {**body("s", "8", uid="u")}})
         assert await q_get(queue) == ("ns", "s")
         svc = body("s-svc", "9")
         svc["metadata"]["labels"] = {"studios.dev/studio": "s"}
-        await watches.service_event(event={"type": "ADDED", "object": svc}, memo=memo)
+        runtime.handle("services", {"type": "ADDED", "object": svc})
         assert len(queue) == 0  # the operator's own Service: nothing to look at
-        await watches.service_event(event={"type": "DELETED", "object": svc}, memo=memo)
+        runtime.handle("services", {"type": "DELETED", "object": svc})
         assert await q_get(queue) == ("ns", "s")  # deleted by someone else: re-create it
-        await watches.service_event(event={"type": "ADDED", "object": svc}, memo=memo)
+        runtime.handle("services", {"type": "ADDED", "object": svc})
         store.remove("services", ("ns", "s-svc"))  # the reconciler deleted it and recorded that
-        await watches.service_event(event={"type": "DELETED", "object": svc}, memo=memo)
+        runtime.handle("services", {"type": "DELETED", "object": svc})
         assert len(queue) == 0
 
     run(main)

@@ -1,6 +1,6 @@
-"""What a controller watches, declared once per kind: this table drives the store's priming and
-resyncs (LIST), the kopf watch registrations, their label selectors, and which keys a change of
-that kind queues."""
+"""What a controller watches, declared once per kind: this table drives its watches and listings
+(controller/watch.py, resync.py), their label selectors, what the store keeps, and which keys a
+change of that kind queues."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _nothing(_store: Store, _body: Body, _deleted: bool) -> list[Key]:
 
 @dataclass(frozen=True)
 class WatchedKind:
-    name: str  # what its watch handler is called: `<name>_event`
+    name: str  # a short name for logs
     plural: str  # the API resource, and the store's name for the kind
     api_version: str
     kind: str

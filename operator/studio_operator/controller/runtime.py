@@ -1,8 +1,9 @@
 """One controller's runtime, wired once: the store and its watched kinds, the coalescing queue,
 the deadline scheduler, resync, the leader gate, the Event lane and the workers.
 
-Watch handlers hand every event to `handle`: the store is updated and the keys the change concerns
-are queued; workers take keys off the queue and reconcile them while the gate is open.
+Its watches (one per kind and scope) hand every event to `handle`: the store is updated and the
+keys the change concerns are queued; workers take keys off the queue and reconcile them while the
+gate is open.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .kinds import WatchedKind, store_policy
 from .queue import Scheduler, WorkQueue, run_workers
 from .resync import Resync
 from .store import Body, Key, Store
+from .watch import Reflector
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,24 @@ class Runtime:
         self.resync = Resync(self.store, self.queue, kinds, self.affected, primary, namespaces)
         self.gate = Gate()
         self.events = EventLane()
+        self.reflectors = [
+            Reflector(kind, scope, self.resync, self.handle)
+            for kind in kinds
+            for scope in self.resync.scopes(kind)
+        ]
         self._tasks: list[asyncio.Task[Any]] = []
+
+    def watch(self) -> None:
+        """Start the watches (standby replicas too: their stores stay current for a takeover)."""
+        for reflector in self.reflectors:
+            self.spawn(reflector.run(), f"watch {reflector.name}")
+
+    async def synced(self) -> None:
+        """Wait until every watch has its first listing in the store."""
+        await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
+
+    def relists(self) -> int:
+        return sum(r.relists for r in self.reflectors)
 
     def affected(self, plural: str, body: Body, deleted: bool) -> list[Key]:
         watched = self.kinds.get(plural)
@@ -48,14 +67,12 @@ class Runtime:
     def ingest(self, plural: str, event: dict[str, Any]) -> Body | None:
         """Update the store; returns the body (also for deletions), or None when there is nothing
         new to look at: not ready yet, a version the store already holds (the echo of the
-        operator's own write, whose response it stored; a listing of what a LIST loaded), or the
+        operator's own write, whose response it stored; what a LIST loaded), or the
         deletion of an object the reconciler already dropped after deleting it."""
         body: Body | None = event.get("object")
         if not body:
             return None
         meta = body.get("metadata") or {}
-        if event.get("type") is None:
-            self.resync.listing_seen()
         if event.get("type") == "DELETED":
             key = (meta.get("namespace") or "", meta["name"])
             if not self.store.has(plural, key):

@@ -23,7 +23,6 @@ be started, stopped and cleaned up. The handlers' only calls are reads and Subje
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import fcntl
 import ipaddress
@@ -36,10 +35,8 @@ from typing import Any, TypedDict, Unpack
 
 import kopf
 from cryptography import x509
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from .. import rbac, webhook_certs
+from .. import kube, rbac, webhook_certs
 from ..api.common import CREATED_BY_ANNOTATION as CREATED_BY
 from ..api.common import GROUP, RESERVED_KEYS_MSG, RESTART_ANNOTATION, SESSION_LIFESPAN_ANNOTATION, VERSION
 from ..api.pod_checks import spec_errors
@@ -379,7 +376,7 @@ def sar_body(
 @dataclass
 class _State:
     operator_username: str | None = None
-    api_client: Any = None
+    ready: bool = False
 
 
 _state = _State()
@@ -390,28 +387,18 @@ def set_operator_identity(username: str) -> None:
     _state.operator_username = username
 
 
-def set_api_client(api_client: Any) -> None:
-    """The kubernetes.client.ApiClient used for SubjectAccessReviews and lookups."""
-    _state.api_client = api_client
-
-
-async def discover_identity(api_client: Any) -> str:
+async def discover_identity() -> str:
     """Who the operator is authenticated as (authentication.k8s.io/v1 SelfSubjectReview)."""
-
-    def review() -> str:
-        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-        api: Any = client.AuthenticationV1Api(api_client)  # a dict body is sent as it is
-        result = api.create_self_subject_review(body, _request_timeout=10)
-        return str(result.status.user_info.username)
-
-    return await asyncio.to_thread(review)
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    result = await kube.request("POST", kube.path_for("authentication.k8s.io/v1", "SelfSubjectReview"), body)
+    return str(((result.get("status") or {}).get("userInfo") or {}).get("username"))
 
 
-async def init_admission(api_client: Any) -> str:
-    """Startup wiring in one call: remember the client, discover and remember our identity."""
-    set_api_client(api_client)
-    username = await discover_identity(api_client)
+async def init_admission() -> str:
+    """Startup wiring in one call: discover and remember our identity, then serve."""
+    username = await discover_identity()
     set_operator_identity(username)
+    _state.ready = True
     logger.info("Admission: the operator acts as %r", username)
     return username
 
@@ -420,11 +407,10 @@ def _is_operator(userinfo: Mapping[str, Any]) -> bool:
     return _state.operator_username is not None and userinfo.get("username") == _state.operator_username
 
 
-def _client() -> Any:
-    if _state.api_client is None:
-        # fail closed: without a client nothing can be checked
+def _check_ready() -> None:
+    if not _state.ready:
+        # fail closed: without the API nothing can be checked
         raise kopf.AdmissionError("the studio operator is still starting; retry in a moment", code=503)
-    return _state.api_client
 
 
 class Target(TypedDict, total=False):
@@ -437,77 +423,64 @@ class Target(TypedDict, total=False):
 async def access_allowed(
     userinfo: Mapping[str, Any], namespace: str, verb: str, resource: str, **target: Unpack[Target]
 ) -> bool:
-    api_client = _client()
+    _check_ready()
     body = sar_body(userinfo, namespace, verb, resource, **target)
-
-    def review() -> bool:
-        api: Any = client.AuthorizationV1Api(api_client)
-        result = api.create_subject_access_review(body, _request_timeout=10)
-        return bool(result.status and result.status.allowed)
-
+    path = kube.path_for("authorization.k8s.io/v1", "SubjectAccessReview")
     try:
-        return await asyncio.to_thread(review)
-    except ApiException as e:  # fail closed, but say why
+        result = await kube.request("POST", path, body, retries=1)
+    except kube.ApiError as e:  # fail closed, but say why
         raise kopf.AdmissionError(
             f"could not check access ({e.status} {e.reason}); retry in a moment", code=503
         ) from e
+    return bool((result.get("status") or {}).get("allowed"))
+
+
+async def _get_own_kind(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    """One of our objects; None when it does not exist (kube.ApiError when unknown)."""
+    try:
+        found: dict[str, Any] = await kube.request(
+            "GET", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}", retries=1
+        )
+    except kube.ApiError as e:
+        if e.status == 404:
+            return None
+        raise
+    return found
 
 
 async def _exists(namespace: str, plural: str, name: str) -> bool | None:
     """True/False when known; None when the lookup itself failed (warnings are best-effort)."""
-
-    def get() -> bool | None:
-        try:
-            client.CustomObjectsApi(_state.api_client).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name, _request_timeout=5
-            )
-        except ApiException as e:
-            return False if e.status == 404 else None
-        return True
-
-    if _state.api_client is None:
+    if not _state.ready:
         return None
     try:
-        return await asyncio.to_thread(get)
-    except Exception:  # a warning is not worth failing an admission over
+        return await _get_own_kind(namespace, plural, name) is not None
+    except kube.ApiError:  # a warning is not worth failing an admission over
         return None
 
 
 async def _workspace_lock(namespace: str) -> bool:
-    def get() -> bool:
-        obj: Any = client.CustomObjectsApi(_state.api_client).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "workspacesettings", WORKSPACE_SETTINGS_NAME, _request_timeout=5
-        )
-        return bool((obj.get("spec") or {}).get("studioLifespan"))
-
-    if _state.api_client is None:
+    if not _state.ready:
         return False
     try:
-        return await asyncio.to_thread(get)
-    except Exception:
+        obj = await _get_own_kind(namespace, "workspacesettings", WORKSPACE_SETTINGS_NAME)
+    except kube.ApiError:
         return False
+    return bool(((obj or {}).get("spec") or {}).get("studioLifespan"))
 
 
 async def _environment_spec(namespace: str, name: str) -> Mapping[str, Any] | None:
     """The environment's spec, or None when it does not exist; fails closed when unknown."""
-
-    def get() -> Mapping[str, Any] | None:
-        try:
-            obj: Any = client.CustomObjectsApi(_client()).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "computeenvironments", name, _request_timeout=5
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise kopf.AdmissionError(
-                f"could not read ComputeEnvironment {name!r} ({e.status} {e.reason}); retry in a moment",
-                code=503,
-            ) from e
-        return dict(obj.get("spec") or {})
-
     if not name:
         return None
-    return await asyncio.to_thread(get)
+    _check_ready()
+    try:
+        obj = await _get_own_kind(namespace, "computeenvironments", name)
+    except kube.ApiError as e:
+        raise kopf.AdmissionError(
+            f"could not read ComputeEnvironment {name!r} ({e.status} {e.reason}); retry in a moment",
+            code=503,
+        ) from e
+    return dict(obj.get("spec") or {}) if obj is not None else None
 
 
 # ---------------------------------------------------------------- handlers

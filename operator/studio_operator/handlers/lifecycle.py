@@ -6,16 +6,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
-from .. import kube, metrics, webhook_certs
+from .. import kube, metrics
 from ..config import OPTIONS
 from ..controller import Runtime
 from ..controller.leader import LeaderElector
 from ..studio.controller import StudioController
 from ..studio.watched import PRIMARY, WATCHED
+
+if TYPE_CHECKING:
+    from .. import webhook_certs
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +48,42 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
-    for watched in WATCHED:
-        if watched.label_selector:
-            settings.watching.label_selectors[watched.api_version, watched.plural] = watched.label_selector
     settings.peering.name = OPTIONS.peering or "studio-operator"
     settings.peering.priority = OPTIONS.priority
     settings.peering.mandatory = OPTIONS.peering is not None
     settings.peering.standalone = OPTIONS.peering is None
 
 
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches use the operator's own connection settings (kube.py reads them); called
+    again when the API server rejects the credentials (a rotated token)."""
+    conn = kube.init(OPTIONS.kubeconfig)
+    return kopf.ConnectionInfo(
+        server=conn.server,
+        ca_path=conn.ca_file,
+        insecure=conn.insecure,
+        token=conn.bearer(),
+        certificate_path=conn.cert_file,
+        private_key_path=conn.key_file,
+        default_namespace=conn.namespace,
+    )
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure(settings)
-    kube.init(OPTIONS.kubeconfig)
     runtime = memo.runtime = Runtime(WATCHED, PRIMARY, namespaces=OPTIONS.namespaces)
     await _start_admission(settings, runtime)
     controller = StudioController(runtime.store, runtime.scheduler, runtime.events)
 
     async def prime() -> None:
-        """Fill the store from LISTs and queue every studio (at start and on becoming active).
-        The same merge as after kopf relists: kopf's watches may already be feeding the store."""
-        await runtime.resync.run(queue_all=True)
+        """Once every watch has listed its kind, queue every studio (at start and on becoming
+        active: a standby's store is kept current by its watches)."""
+        await runtime.synced()
+        runtime.resync.queue_all()
+
+    runtime.watch()
 
     await _open_gate(runtime, memo, prime)
     runtime.start(controller.reconcile, OPTIONS.workers)
@@ -76,6 +94,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
 async def _start_admission(settings: kopf.OperatorSettings, runtime: Runtime) -> None:
+    if OPTIONS.webhook_mode == "none":
+        return  # nor their modules (cryptography alone is ~8 MB)
     from . import admission
 
     cert_dir = Path(
@@ -89,13 +109,15 @@ async def _start_admission(settings: kopf.OperatorSettings, runtime: Runtime) ->
     admission.configure_admission(
         settings, OPTIONS.webhook_mode, OPTIONS.webhook_host or "127.0.0.1", OPTIONS.webhook_port, cert_dir
     )
-    await admission.init_admission(kube.client())
+    await admission.init_admission()
 
 
 async def _open_gate(runtime: Runtime, memo: kopf.Memo, prime: Callable[[], Awaitable[None]]) -> None:
     """Who acts: the holder of the Lease, the live peer kopf's peering rule picks, or this replica
     alone. Standby replicas keep their store current but reconcile nothing and check no links."""
     if OPTIONS.leader_election:
+        from .. import webhook_certs  # see _start_admission
+
         elector = memo.elector = LeaderElector(
             OPTIONS.leader_election,
             OPTIONS.leader_election_namespace or webhook_certs.operator_namespace() or "default",
@@ -117,6 +139,8 @@ async def _open_gate(runtime: Runtime, memo: kopf.Memo, prime: Callable[[], Awai
 
 def cert_manager(cert_dir: Path) -> webhook_certs.CertManager:
     """The Service, its namespace (the Secret's too) from --webhook-host `<service>.<namespace>.svc`."""
+    from .. import webhook_certs  # see _start_admission
+
     host = OPTIONS.webhook_host or ""
     parts = host.split(".")
     if len(parts) < 2 or not OPTIONS.webhook_cert_secret:
@@ -166,6 +190,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await runtime.cancel("leader-election")
         await elector.release()  # a standby takes over at its next look, not after the lease
     await runtime.stop()
+    await kube.close()
 
 
 @kopf.on.probe(id="queue")

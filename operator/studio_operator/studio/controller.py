@@ -101,9 +101,24 @@ class StudioController:
                 break
             observed = self.observe(body, **again)
             plan = d.decide(observed)
+        plan = self._recheck_start(body, observed, plan)
         await self._write_status(body, plan)
         self._schedule(key, plan)
         return d.recheck_after(plan.outcome, self._pod_of(body), ls.now())
+
+    def _recheck_start(self, body: dict[str, Any], observed: d.Observed, plan: d.Plan) -> d.Plan:
+        """A session whose pod already runs when its first status goes out (the pod's watch event
+        came while this pass was writing) reports Running at once: one status write less. The
+        new decision's writes are the ones this pass just made."""
+        if not observed.started or observed.pod is None or plan.outcome.phase != d.Phase.STARTING:
+            return plan
+        pod = self._pod_of(body)
+        if pod is None or pod["metadata"].get("resourceVersion") == observed.pod["metadata"].get(
+            "resourceVersion"
+        ):
+            return plan
+        fresh = d.decide(replace(observed, pod=pod, now=ls.now()))
+        return fresh if fresh.outcome.phase == d.Phase.RUNNING else plan
 
     def observe(self, body: dict[str, Any], **changes: Any) -> d.Observed:
         """What `decide` needs of one studio, from the store."""

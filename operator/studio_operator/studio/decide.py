@@ -82,7 +82,28 @@ def decide(observed: Observed) -> Plan:
     return _run(observed, spec)
 
 
+# A spec parsed and checked once per (uid, generation): a studio is decided again on every event of
+# its pod and status, and its spec changes only with its generation.
+SPEC_CACHE_SIZE = 20_000
+_specs: dict[tuple[str, int], StudioSpec | tuple[str, str]] = {}
+
+
 def _check_spec(observed: Observed) -> StudioSpec | Outcome:
+    uid = observed.meta.get("uid")
+    if not uid:
+        return _parse_spec(observed)
+    key = (str(uid), observed.generation)
+    found = _specs.get(key)
+    if found is None:
+        parsed = _parse_spec(observed)
+        found = parsed if isinstance(parsed, StudioSpec) else (parsed.reason, parsed.message)
+        if len(_specs) >= SPEC_CACHE_SIZE:
+            del _specs[next(iter(_specs))]  # the oldest
+        _specs[key] = found
+    return found if isinstance(found, StudioSpec) else _stalled(*found)
+
+
+def _parse_spec(observed: Observed) -> StudioSpec | Outcome:
     raw = observed.studio.get("spec") or {}
     try:
         spec = StudioSpec.model_validate(raw)
@@ -195,10 +216,14 @@ def _stop(observed: Observed, held: str | None) -> Plan:
     if observed.status.get("session"):
         step.append(ClearSessionAnnotation())
     if deleting:
+        # Already Stopping (e.g. LifespanExpired, recorded with the pod's deletion): keep saying
+        # why, rather than one more status write to say the same pod is being deleted.
+        stopping = observed.status.get("phase") == Phase.STOPPING
+        previous = (find(observed.status.get("conditions"), "Reconciling") or {}) if stopping else {}
         outcome = Outcome(
             Phase.STOPPING,
-            "SessionStopping",
-            "the session pod is being deleted",
+            previous.get("reason") or "SessionStopping",
+            previous.get("message") or "the session pod is being deleted",
             stop_reason=reason,
             held=held,
             reconciling=True,

@@ -1,6 +1,6 @@
-"""Every kind the studio controller watches, declared once (see controller/kinds.py): what the
-store primes and resyncs, what kopf watches and with which label selector, and which studios a
-change of each kind queues."""
+"""Every kind the studio controller watches, declared once (see controller/kinds.py): what is
+watched and listed, with which label selector, what the store keeps, and which studios a change
+of each kind queues."""
 
 from __future__ import annotations
 

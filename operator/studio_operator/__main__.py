@@ -141,11 +141,11 @@ M_ARENA_MAX = -8  # glibc mallopt parameter
 
 
 def limit_malloc_arenas() -> None:
-    """glibc gives each thread that allocates its own malloc arena (up to 8 per core), and the API
-    calls run in a pool of 64 threads. Two arenas (the usual MALLOC_ARENA_MAX=2 advice for threaded
-    Python services) bound what freed memory those arenas can keep. A guard, not a saving: in the
-    benchmarks glibc's heap stayed ≈30 MB and RSS followed the store's Python objects (see
-    bench/README.md). STUDIO_MALLOC_ARENAS=0 leaves glibc's default."""
+    """glibc gives each thread that allocates its own malloc arena (up to 8 per core): kopf's
+    thread pool for synchronous handlers and the S3 checks' threads. Two arenas (the usual
+    MALLOC_ARENA_MAX=2 advice for threaded Python services) bound what freed memory those arenas
+    can keep. A guard, not a saving (bench/README.md). STUDIO_MALLOC_ARENAS=0 leaves glibc's
+    default."""
     arenas = int(os.environ.get("STUDIO_MALLOC_ARENAS", "2"))
     if arenas <= 0 or not sys.platform.startswith("linux"):
         return

@@ -52,6 +52,10 @@ class WorkQueue:
     def __len__(self) -> int:
         return len(self._pending) + len(self._active)
 
+    def waiting(self) -> int:
+        """Keys queued and not yet taken by a worker."""
+        return len(self._pending)
+
 
 class Scheduler:
     """One task, one heap: wakes at the earliest deadline and queues that key.

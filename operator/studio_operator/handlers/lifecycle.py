@@ -75,7 +75,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure(settings)
     runtime = memo.runtime = Runtime(WATCHED, PRIMARY, namespaces=OPTIONS.namespaces)
     await _start_admission(settings, runtime)
-    controller = StudioController(runtime.store, runtime.scheduler, runtime.events)
+    controller = StudioController(
+        runtime.store, runtime.scheduler, runtime.events, backlog=lambda: runtime.queue.waiting() > 0
+    )
 
     async def prime() -> None:
         """Once every watch has listed its kind, queue every studio (at start and on becoming

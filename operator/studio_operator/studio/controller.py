@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 STALE_RETRY_SECONDS = 1.0
 MAX_DECISIONS = 4  # a pass decides again after a pod turns out gone or is created: at most thrice
+DEFER_SECONDS = 0.5  # a deferred start is looked at again after this, or at its pod's next event
 
 
 class StaleStudio(Exception):
@@ -52,10 +53,17 @@ class RetryLater(Exception):
 
 
 class StudioController:
-    def __init__(self, store: Store, scheduler: Scheduler, events: EventLane) -> None:
+    def __init__(
+        self,
+        store: Store,
+        scheduler: Scheduler,
+        events: EventLane,
+        backlog: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.store = store
         self.scheduler = scheduler
         self.events = events
+        self.backlog = backlog  # other studios wait for a worker
 
     # ------------------------------------------------------------------ entry point
 
@@ -101,10 +109,22 @@ class StudioController:
                 break
             observed = self.observe(body, **again)
             plan = d.decide(observed)
+            if self._defer(observed, plan):
+                return DEFER_SECONDS
         plan = self._recheck_start(body, observed, plan)
         await self._write_status(body, plan)
         self._schedule(key, plan)
         return d.recheck_after(plan.outcome, self._pod_of(body), ls.now())
+
+    def _defer(self, observed: d.Observed, plan: d.Plan) -> bool:
+        """Under a burst, a pass that just created a session pod leaves the rest (the connect
+        grant, the status) for later, so that the studios queued behind it get their pods first:
+        the pod is what its user waits for. The next pass, after those, finds the pod (usually
+        running by then: one status write, Running) and does the rest. Not when the start has
+        Events to tell (they belong to the pass that started it)."""
+        return (
+            observed.started and plan.outcome.phase == d.Phase.STARTING and not plan.events and self.backlog()
+        )
 
     def _recheck_start(self, body: dict[str, Any], observed: d.Observed, plan: d.Plan) -> d.Plan:
         """A session whose pod already runs when its first status goes out (the pod's watch event

@@ -4,9 +4,9 @@ The operator runs against a second kube-apiserver of the local control plane (th
 fixture: same etcd, same flags, its own port), so stopping it blinds exactly the operator: every
 watch and request of the operator breaks, while the test keeps working through the shared API
 server: creating, stopping and deleting studios, and deleting session pods behind the operator's
-back. The restarted API server has a fresh watch cache, so kopf's watches resume with resource
-versions it no longer knows (410 Gone) and kopf relists; a relisting never reports what was
-deleted meanwhile, which the operator must notice by itself (its resync).
+back. Every watch breaks, so the operator's watches list again once the API server answers (a
+resumed watch could meet versions the fresh watch cache no longer knows: 410 Gone); a listing
+never reports what was deleted meanwhile, which the operator must notice by itself (its resync).
 
 The operator is never restarted: it has to recover on its own.
 """
@@ -126,7 +126,7 @@ def test_apiserver_restart_during_load(
     figures.record("apiserver-restart", "converged_after_apiserver_ready_s", converged)
     figures.record("apiserver-restart", "new_studio_running_after_s", after)
     figures.record("apiserver-restart", "resyncs_after_relisting", log.count("resync after a relisting"))
-    assert "resync after a relisting" in log, "kopf relisted (410 Gone) but the operator did not resync"
+    assert "resync after a relisting" in log, "the watches broke but the operator did not list again and resync"
     found = crashes(op.log_text())
     assert not found, found[:5]
 

@@ -460,9 +460,9 @@ CASES = [
         check=lambda p: p.status.held_restart == "r" or pytest.fail("held"),
     ),
     Case(
-        "expired while the operator was away, pod gone: no new session",
+        "expired while the operator was away, pod gone: no new session, Stopped at once",
         observed(studio(status={"phase": "Running", "session": session(ago(hours=9))})),
-        "Stopping",
+        "Stopped",
         "LifespanExpired",
         [["RecordExpiry"]],
         ["SessionExpired"],
@@ -480,6 +480,44 @@ CASES = [
         [["RecordExpiry", "DeletePod"]],
         ["SessionExpired"],
         stop_reason="LifespanExpired",
+        deadline=None,
+    ),
+    Case(
+        "after an expiry, its pod terminating: still LifespanExpired (no status write to say Stopping again)",
+        observed(
+            studio(
+                status={
+                    "phase": "Stopping",
+                    "stopReason": "LifespanExpired",
+                    "heldRestart": "",
+                    "message": "the session reached the end of its lifespan (8 hours)",
+                    "conditions": [
+                        {
+                            "type": "Reconciling",
+                            "status": "True",
+                            "reason": "LifespanExpired",
+                            "message": "the session reached the end of its lifespan (8 hours)",
+                        }
+                    ],
+                }
+            ),
+            pod(meta={"deletionTimestamp": format_time(NOW)}),
+        ),
+        "Stopping",
+        "LifespanExpired",
+        [["DeletePod"]],
+        stop_reason="LifespanExpired",
+        deadline=None,
+        check=lambda p: p.status.message == "the session reached the end of its lifespan (8 hours)"
+        or pytest.fail("message"),
+    ),
+    Case(
+        "a user's stop while its pod terminates: SessionStopping",
+        observed(studio("Stopped", status={"phase": "Running", "session": session(ago(hours=1))}), pod()),
+        "Stopping",
+        "SessionStopping",
+        [["DeletePod", "ClearSessionAnnotation"]],
+        stop_reason="UserRequested",
         deadline=None,
     ),
     Case(

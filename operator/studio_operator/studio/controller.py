@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 STALE_RETRY_SECONDS = 1.0
 MAX_DECISIONS = 4  # a pass decides again after a pod turns out gone or is created: at most thrice
 DEFER_SECONDS = 0.5  # a deferred start is looked at again after this, or at its pod's next event
+EXPIRY_RECHECK_SECONDS = 10.0  # ... a deferred expiry after this, or when its pod is gone
 
 
 class StaleStudio(Exception):
@@ -96,6 +97,13 @@ class StudioController:
         body = {**stored, "metadata": dict(stored["metadata"])}
         first = observed = self.observe(body)
         plan = d.decide(observed)
+        if self.backlog() and d.expires_pod(plan) and observed.pod is not None:
+            # A burst of expiries: the pods go first (what frees the resources, and what each
+            # Stopped waits for); the end is recorded once the pod is gone (its DELETED event
+            # brings the key back: one status write, Stopped). An interruption in between is
+            # safe: a recorded session past its end is expired whatever its pod's state.
+            await self._delete_pod(dict(observed.pod))
+            return EXPIRY_RECHECK_SECONDS
         for _ in range(MAX_DECISIONS):
             try:
                 again = await self._execute(body, plan)

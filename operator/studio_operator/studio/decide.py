@@ -254,17 +254,29 @@ def _expire(observed: Observed, session: dict[str, Any]) -> Plan:
     expiries the round trips a worker waits for are what lateness is made of. Either may fail
     alone: the next pass finds the recorded session past its end and expires it again; its Event
     is posted only with the status that records it."""
-    outcome = Outcome(
-        Phase.STOPPING,
-        "LifespanExpired",
-        f"the session reached the end of its lifespan ({session.get('lifespanHours')} hours)",
-        stop_reason=StopReason.LIFESPAN_EXPIRED,
-        reconciling=True,
-    )
+    message = f"the session reached the end of its lifespan ({session.get('lifespanHours')} hours)"
+    if observed.pod is None:  # nothing left to wait for: Stopped at once
+        outcome = Outcome(Phase.STOPPED, "LifespanExpired", message, stop_reason=StopReason.LIFESPAN_EXPIRED)
+    else:
+        outcome = Outcome(
+            Phase.STOPPING,
+            "LifespanExpired",
+            message,
+            stop_reason=StopReason.LIFESPAN_EXPIRED,
+            reconciling=True,
+        )
     expired = f"the session started at {session.get('startedAt')} expired at {session.get('expiresAt')}"
     deletes: list[Action] = [DeletePod(observed.pod)] if observed.pod is not None else []
     return _session_over(
         observed, outcome, ("Normal", "SessionExpired", expired), [[RecordExpiry(), *deletes]]
+    )
+
+
+def expires_pod(plan: Plan) -> bool:
+    """The plan records a session's end and deletes its pod (see the controller's burst rule)."""
+    actions = [a for step in plan.steps for a in step]
+    return any(isinstance(a, RecordExpiry) for a in actions) and any(
+        isinstance(a, DeletePod) for a in actions
     )
 
 
@@ -736,6 +748,7 @@ __all__ = [
     "StartSession",
     "blocked",
     "decide",
+    "expires_pod",
     "preparing_storage",
     "recheck_after",
     "same_status",

@@ -36,6 +36,8 @@ from harness import ROOT, BenchError, log
 from report import markdown, write_results
 from scenarios import Bench, Config, cleanup_runs
 
+from studio_operator import kube
+
 # ---------------------------------------------------------------------------------------------
 # command line
 
@@ -180,6 +182,7 @@ async def amain(cfg: Config, cleanup_only: bool) -> int:
         raise BenchError(f"{cfg.kubeconfig} not found: start the local control plane (make cluster-up)")
     if cleanup_only:
         await cleanup_runs(Api(cfg.kubeconfig, cfg.api_workers), None)
+        await kube.close()
         return 0
     bench = Bench(cfg)
     log(
@@ -197,6 +200,7 @@ async def amain(cfg: Config, cleanup_only: bool) -> int:
             loop.remove_signal_handler(sig)
         log("cleaning up")
         await asyncio.shield(bench.cleanup())
+        await kube.close()
     path = write_results(results, cfg)
     sys.stdout.write(markdown(results))
     log(f"wrote {path} (+ latest.md{', latest.png' if cfg.plot else ''})")

@@ -813,7 +813,8 @@ class Bench:
         log(f"N={n}: expiry burst p99 {eb['p99_s']}s; direct deletion of as many pods p99 {ed['p99_s']}s")
 
         # stop (user request) until half of the studios run
-        stop_n = max(0, len(running) - n // 2)
+        # (at least one: the session starts below are measured on stopped studios)
+        stop_n = max(1, len(running) - n // 2) if len(running) > 1 else 0
         to_stop, running = running[:stop_n], running[stop_n:]
         if to_stop:
             log(f"N={n}: stopping {stop_n} studios")

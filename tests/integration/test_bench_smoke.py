@@ -23,7 +23,12 @@ CONTRACT_KEYS = (
     "start_ratio",
     "start_overhead_p50_ms",
     "writes_per_start",
+    "writes_per_first_start",
     "expiry_p99_s",
+    "expiry_floor_ratio",
+    "cpu_ms_per_start",
+    "cpu_ms_per_expiry",
+    "rss_idle_mb",
     "rss_mb",
 )
 
@@ -61,7 +66,10 @@ def test_bench_smoke(cluster: Cluster, operator_factory: Callable[..., Any], tmp
     assert data["studios"] == 5
     assert data["start_ratio"] > 0
     assert data["start_overhead_p50_ms"] is not None
-    assert data["writes_per_start"] >= 2  # at least the pod and something else (service, status)
+    assert data["writes_per_start"] >= 2  # a session start: at least the pod and its status
+    assert data["writes_per_first_start"] >= data["writes_per_start"]  # + the Service and Role
+    assert data["cpu_ms_per_start"] > 0 and data["cpu_ms_per_expiry"] > 0
+    assert 10 < data["rss_idle_mb"] <= data["rss_mb"]
     assert data["expiry_p99_s"] is not None and data["expiry_p99_s"] > -1
     assert 10 < data["rss_mb"] < 4096
     machine = data["machine"]

@@ -126,7 +126,9 @@ def test_apiserver_restart_during_load(
     figures.record("apiserver-restart", "converged_after_apiserver_ready_s", converged)
     figures.record("apiserver-restart", "new_studio_running_after_s", after)
     figures.record("apiserver-restart", "resyncs_after_relisting", log.count("resync after a relisting"))
-    assert "resync after a relisting" in log, "the watches broke but the operator did not list again and resync"
+    assert "resync after a relisting" in log, (
+        "the watches broke but the operator did not list again and resync"
+    )
     found = crashes(op.log_text())
     assert not found, found[:5]
 

@@ -508,8 +508,10 @@ CASES = [
         [["DeletePod"]],
         stop_reason="LifespanExpired",
         deadline=None,
-        check=lambda p: p.status.message == "the session reached the end of its lifespan (8 hours)"
-        or pytest.fail("message"),
+        check=lambda p: (
+            p.status.message == "the session reached the end of its lifespan (8 hours)"
+            or pytest.fail("message")
+        ),
     ),
     Case(
         "a user's stop while its pod terminates: SessionStopping",

@@ -752,3 +752,13 @@ def test_spec_parsed_once_per_generation() -> None:
     changed = {**studio, "metadata": {**studio["metadata"], "generation": 2}, "spec": {"state": "Bogus"}}
     bad = d._check_spec(d.Observed(studio=changed, pod=None, now=datetime.now(UTC)))
     assert isinstance(bad, d.Outcome) and bad.reason == "InvalidSpec"
+
+
+def test_an_expiry_without_its_pod_is_settled_in_one_write() -> None:
+    """Stopped at once, and deciding again on what was written changes nothing (an operator
+    restart must not rewrite the status of every studio that expired in a burst)."""
+    first = d.decide(observed(studio(status={"phase": "Running", "session": session(ago(hours=9))})))
+    assert first.status.phase == "Stopped"
+    written = d.status_patch(first.status)
+    again = d.decide(observed(studio(status=written)))
+    assert d.same_status(written, d.status_patch(again.status)), (written, d.status_patch(again.status))

@@ -255,8 +255,9 @@ def _expire(observed: Observed, session: dict[str, Any]) -> Plan:
     alone: the next pass finds the recorded session past its end and expires it again; its Event
     is posted only with the status that records it."""
     message = f"the session reached the end of its lifespan ({session.get('lifespanHours')} hours)"
-    if observed.pod is None:  # nothing left to wait for: Stopped at once
-        outcome = Outcome(Phase.STOPPED, "LifespanExpired", message, stop_reason=StopReason.LIFESPAN_EXPIRED)
+    if observed.pod is None:  # nothing left to wait for: Stopped at once, as `_stop` says it
+        stopped = _STOPPED_MESSAGES[StopReason.LIFESPAN_EXPIRED]
+        outcome = Outcome(Phase.STOPPED, "LifespanExpired", stopped, stop_reason=StopReason.LIFESPAN_EXPIRED)
     else:
         outcome = Outcome(
             Phase.STOPPING,

@@ -132,7 +132,7 @@ clean: operator-down cluster-down ## stop everything and remove .cluster (cached
 # is generated from the code by hack/gen_install.py; tests/unit/test_install_generated.py fails on drift.
 
 .PHONY: crds
-crds: venv ## regenerate crds/ and its copies in the chart and manifests/crds
+crds: venv ## regenerate the CRDs (manifests/crds; crds/ and the chart's crds/ link there)
 	$(PY) hack/gen_install.py crds
 
 .PHONY: rbac

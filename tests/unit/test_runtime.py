@@ -58,6 +58,17 @@ def test_store_remove_respects_uid() -> None:
     store.remove("pods", ("ns", "p"))  # absent: no error
 
 
+def test_a_deleted_object_never_comes_back() -> None:
+    """The answer to a write (a pod's DELETE) can arrive after the object's DELETED event: storing
+    it must not bring the object back, or its studio waits for a deletion that already happened."""
+    store = Store()
+    store.put("pods", body("p", "5", uid="u"))
+    store.remove("pods", ("ns", "p"), uid="u")  # the DELETED event
+    assert not store.put("pods", body("p", "6", uid="u"))  # the DELETE's late answer
+    assert store.get("pods", ("ns", "p")) is None
+    assert store.put("pods", body("p", "7", uid="v"))  # a new namesake is a new object
+
+
 def test_store_per_namespace_index() -> None:
     store = Store()
     store.put("studios", body("b", "1", ns="x"))

@@ -75,9 +75,10 @@ class Runtime:
         meta = body.get("metadata") or {}
         if event.get("type") == "DELETED":
             key = (meta.get("namespace") or "", meta["name"])
-            if not self.store.has(plural, key):
+            known = self.store.has(plural, key)
+            self.store.remove(plural, key, meta.get("uid"))  # also when unknown: never stored later
+            if not known:
                 return None
-            self.store.remove(plural, key, meta.get("uid"))
         elif self.store.holds(plural, body) or not self.store.put(plural, body):
             return None
         return body

@@ -57,6 +57,7 @@ class StorePolicy:
     tally: Callable[[str, Body], str | None] | None = None
 
 
+GONE_MAX = 50_000  # uids of deleted objects remembered (a uid is ≈40 bytes)
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
@@ -96,10 +97,16 @@ class Store:
         self.policy = policy or StorePolicy()
         self._objects: dict[str, dict[Key, _Entry]] = defaultdict(dict)
         self._by_ns: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        # uids of objects seen deleted: a write's answer that arrives after its object's DELETED
+        # event (a pod kwok or a kubelet removes at once) must not bring the object back.
+        self._gone: dict[str, None] = {}
 
     def put(self, kind: str, body: Body) -> bool:
-        """Store a body unless an equal-or-newer version is already there. True when stored."""
+        """Store a body unless an equal-or-newer version is already there, or the object was seen
+        deleted. True when stored."""
         meta = body.get("metadata") or {}
+        if meta.get("uid") in self._gone:
+            return False
         key = (meta.get("namespace") or "", meta["name"])
         current = self._objects[kind].get(key)
         if (
@@ -122,13 +129,21 @@ class Store:
         return current.uid == meta.get("uid") and current.rv == meta["resourceVersion"]
 
     def remove(self, kind: str, key: Key, uid: str | None = None) -> None:
+        """Forget a deleted object (`uid`: that object, not a newer namesake)."""
         current = self._objects[kind].get(key)
+        self._bury(uid or (current.uid if current is not None else None))
         if current is None:
             return
         if uid and current.uid not in (None, uid):
             return  # a newer namesake already replaced it
         del self._objects[kind][key]
         self._by_ns[kind][key[0]].discard(key[1])
+
+    def _bury(self, uid: str | None) -> None:
+        if uid:
+            self._gone[uid] = None
+            if len(self._gone) > GONE_MAX:
+                del self._gone[next(iter(self._gone))]  # the oldest
 
     def get(self, kind: str, key: Key) -> Body | None:
         entry = self._objects[kind].get(key)

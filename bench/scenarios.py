@@ -824,12 +824,7 @@ class Bench:
             before = await self.snapshot()
             t0 = time.time()
 
-            async def stop(name: str) -> None:
-                await self.api.merge_patch(
-                    api_path(GROUP_VERSION, "studios", ns_op, name), {"spec": {"state": "Stopped"}}
-                )
-
-            await bounded(cfg.concurrency, to_stop, stop)
+            await bounded(cfg.concurrency, to_stop, lambda name: self.set_state(ns_op, name, "Stopped"))
             await wait_until(
                 lambda: len(studios.phase_times(to_stop, "Stopped", t0)) >= stop_n,
                 wait_s,
@@ -882,6 +877,9 @@ class Bench:
             gone = [ns_op, ns_dir, *([ns_dir_b] if bracketed(cfg, n) else [])]
             out["cleanup_s"] = await self.delete_namespaces(gone, timeout=120 + n * 0.3)
 
+    async def set_state(self, ns: str, name: str, state: str) -> None:
+        await self.api.merge_patch(api_path(GROUP_VERSION, "studios", ns, name), {"spec": {"state": state}})
+
     async def session_starts(
         self,
         ns: str,
@@ -900,12 +898,7 @@ class Bench:
         before = await self.snapshot()
         t0 = time.time()
 
-        async def set_state(name: str, state: str) -> None:
-            await self.api.merge_patch(
-                api_path(GROUP_VERSION, "studios", ns, name), {"spec": {"state": state}}
-            )
-
-        await bounded(self.cfg.concurrency, names, lambda name: set_state(name, "Running"))
+        await bounded(self.cfg.concurrency, names, lambda name: self.set_state(ns, name, "Running"))
         signal = studios.signal if len(names) <= 200 else None
         await wait_until(
             lambda: len(studios.phase_times(names, "Running", t0)) >= len(names),
@@ -926,7 +919,7 @@ class Bench:
         }
         self.interference(f"{ns}: session start of {len(names)}", t_phase, result)
         t1 = time.time()
-        await bounded(self.cfg.concurrency, names, lambda name: set_state(name, "Stopped"))
+        await bounded(self.cfg.concurrency, names, lambda name: self.set_state(ns, name, "Stopped"))
         await wait_until(
             lambda: len(studios.phase_times(names, "Stopped", t1)) >= len(names),
             wait_s,
@@ -1116,9 +1109,7 @@ class Bench:
         probe = stopped[0] if stopped else "restart-probe"
         t_change = time.time()
         if stopped:
-            await self.api.merge_patch(
-                api_path(GROUP_VERSION, "studios", ns, probe), {"spec": {"state": "Running"}}
-            )
+            await self.set_state(ns, probe, "Running")
         else:
             await self.api.create(api_path(GROUP_VERSION, "studios", ns), self.studio(probe))
         reconciles_needed = len(studios.latest)
@@ -1260,16 +1251,7 @@ async def cleanup_runs(api: Api, run_id: str | None) -> None:
     selector = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
     rbac, fc, net = "rbac.authorization.k8s.io/v1", "flowcontrol.apiserver.k8s.io/v1", "networking.k8s.io/v1"
     lists = [("v1", "namespaces"), (fc, "flowschemas"), (rbac, "clusterrolebindings"), (rbac, "clusterroles")]
-    for api_version, plural in lists:
-        try:
-            items = (await api.call("GET", api_path(api_version, plural), query={"labelSelector": selector}))[
-                "items"
-            ]
-        except kube.ApiError as exc:
-            log(f"cleanup: cannot list {plural}: {exc}")
-            continue
-        for item in items:
-            await api.delete(api_path(api_version, plural, None, item["metadata"]["name"]))
+    await _delete_labelled(api, lists, selector)
     # nodes and the service range last: pods and services go with their namespaces first
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -1281,13 +1263,16 @@ async def cleanup_runs(api: Api, run_id: str | None) -> None:
         await asyncio.sleep(2)
     else:
         log("cleanup: namespaces still terminating after 300s; deleting the nodes anyway")
-    for api_version, plural in (("v1", "nodes"), (net, "servicecidrs")):
+    await _delete_labelled(api, [("v1", "nodes"), (net, "servicecidrs")], selector)
+
+
+async def _delete_labelled(api: Api, kinds: list[tuple[str, str]], selector: str) -> None:
+    """Delete every object of these (api version, plural) pairs that the selector matches."""
+    for api_version, plural in kinds:
         try:
-            items = (await api.call("GET", api_path(api_version, plural), query={"labelSelector": selector}))[
-                "items"
-            ]
+            listed = await api.call("GET", api_path(api_version, plural), query={"labelSelector": selector})
         except kube.ApiError as exc:
             log(f"cleanup: cannot list {plural}: {exc}")
             continue
-        for item in items:
+        for item in listed["items"]:
             await api.delete(api_path(api_version, plural, None, item["metadata"]["name"]))

@@ -26,12 +26,11 @@ class Resync:
         self,
         store: Store,
         queue: WorkQueue,
-        kinds: Sequence[WatchedKind],
         affected: Callable[[str, Body, bool], list[Key]],
         primary: str,
         namespaces: Sequence[str] = (),
     ) -> None:
-        self.store, self.queue, self.kinds = store, queue, kinds
+        self.store, self.queue = store, queue
         self.affected = affected
         self.primary = primary  # the kind whose keys the workers reconcile
         self.namespaces = list(namespaces)  # listed one by one (namespaced RBAC); none: all at once

@@ -32,7 +32,7 @@ class Runtime:
         self.store = Store(store_policy(kinds))
         self.queue = WorkQueue()
         self.scheduler = Scheduler(self.queue)
-        self.resync = Resync(self.store, self.queue, kinds, self.affected, primary, namespaces)
+        self.resync = Resync(self.store, self.queue, self.affected, primary, namespaces)
         self.gate = Gate()
         self.events = EventLane()
         self.reflectors = [

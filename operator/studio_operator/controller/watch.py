@@ -45,7 +45,7 @@ class Reflector:
 
     @property
     def name(self) -> str:
-        return f"{self.watched.plural}@{self.namespace or '*'}"
+        return f"{self.watched.name}@{self.namespace or '*'}"
 
     async def run(self) -> None:
         version: str | None = None

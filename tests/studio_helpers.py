@@ -6,6 +6,7 @@ Import as ``import studio_helpers as sh`` (tests/ is on sys.path, see tests/conf
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -202,6 +203,20 @@ def pod_json(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
         cluster.core.read_namespaced_pod(name, namespace)
     )
     return result
+
+
+def stalled_on(reason: str, needle: str = "") -> Callable[[dict[str, Any]], bool]:
+    """A studio predicate: Stalled=True with this reason, its message containing `needle`."""
+
+    def check(body: dict[str, Any]) -> bool:
+        cond = condition(body, "Stalled") or {}
+        return (
+            cond.get("status") == "True"
+            and cond.get("reason") == reason
+            and needle in cond.get("message", "")
+        )
+
+    return check
 
 
 def events(

@@ -118,10 +118,6 @@ def phase_is(phase: str, **fields: Any) -> Callable[[dict[str, Any]], bool]:
     )
 
 
-def stalled_by(reason: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda b: (sh.condition(b, "Stalled") or {}).get("reason") == reason and sh.cond_true(b, "Stalled")
-
-
 def kubectl_wait_ready(cluster: Cluster, ns: str, name: str, kind: str = "studio") -> str:
     """`kubectl wait --for=condition=Ready` with a short timeout: "met" or "waits"."""
     kubectl = kubectl_binary()
@@ -233,13 +229,13 @@ def test_every_studio_state_as_gitops_clients_read_it(
     )
     live["Failed"] = settled(cluster, ns, "failed", phase_is("Errored", stopReason="Failed"), "failed")
     live["Errored: ImagePullBackOff"] = settled(
-        cluster, ns, "pull", stalled_by("ImagePullBackOff"), "pull error"
+        cluster, ns, "pull", sh.stalled_on("ImagePullBackOff"), "pull error"
     )
     live["Errored: CrashLoopBackOff"] = settled(
-        cluster, ns, "crash", stalled_by("CrashLoopBackOff"), "crash loop"
+        cluster, ns, "crash", sh.stalled_on("CrashLoopBackOff"), "crash loop"
     )
     live["Errored: Unschedulable"] = settled(
-        cluster, ns, "unschedulable", stalled_by("Unschedulable"), "unschedulable"
+        cluster, ns, "unschedulable", sh.stalled_on("Unschedulable"), "unschedulable"
     )
     for row, name in (
         ("Stalled: EnvironmentNotFound", "noenv"),
@@ -247,7 +243,7 @@ def test_every_studio_state_as_gitops_clients_read_it(
         ("Stalled: DataLinkNotReady", "badlink"),
         ("Stalled: FuseImageMissing", "fuse"),
     ):
-        live[row] = settled(cluster, ns, name, stalled_by(row.split(": ")[1]), row)
+        live[row] = settled(cluster, ns, name, sh.stalled_on(row.split(": ")[1]), row)
 
     # Stopping, then Starting while the previous session's pod is still terminating.
     held_pod = pod_of(cluster, ns, "held")

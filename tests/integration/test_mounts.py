@@ -179,21 +179,14 @@ def test_unready_link_stalls_then_starts_by_itself(
     sh.create_environment(cluster, ns, "env", {})
     sh.create_studio(cluster, ns, "waiting", mounts=[{"dataLink": "ghost"}, {"dataLink": "late"}])
 
-    def stalled_on(reason: str, needle: str) -> Callable[[dict[str, Any]], bool]:
-        def check(body: dict[str, Any]) -> bool:
-            cond = sh.condition(body, "Stalled") or {}
-            return (
-                cond.get("status") == "True"
-                and cond.get("reason") == reason
-                and needle in cond.get("message", "")
-            )
-
-        return check
-
-    sh.wait_studio(cluster, ns, "waiting", stalled_on("DataLinkNotFound", "ghost"), "Stalled: ghost missing")
+    sh.wait_studio(
+        cluster, ns, "waiting", sh.stalled_on("DataLinkNotFound", "ghost"), "Stalled: ghost missing"
+    )
     assert not sh.live_pods(cluster, ns, "waiting")
     sh.patch(cluster, ns, "waiting", {"spec": {"mounts": [{"dataLink": "late"}]}})
-    sh.wait_studio(cluster, ns, "waiting", stalled_on("DataLinkNotReady", "late"), "Stalled: late not Ready")
+    sh.wait_studio(
+        cluster, ns, "waiting", sh.stalled_on("DataLinkNotReady", "late"), "Stalled: late not Ready"
+    )
     assert not sh.live_pods(cluster, ns, "waiting")
     # Create the bucket and ask for a re-check: the link turns Ready and the studio starts.
     s3_server.create_bucket(name)

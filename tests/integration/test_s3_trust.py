@@ -158,18 +158,6 @@ def link_events(cluster: Cluster, ns: str, name: str) -> list[client.CoreV1Event
     return items
 
 
-def stalled_on(reason: str, needle: str) -> Callable[[dict[str, Any]], bool]:
-    def check(body: dict[str, Any]) -> bool:
-        cond = sh.condition(body, "Stalled") or {}
-        return (
-            cond.get("status") == "True"
-            and cond.get("reason") == reason
-            and needle in cond.get("message", "")
-        )
-
-    return check
-
-
 @pytest.fixture
 def other_namespace(cluster: Cluster, namespace: str) -> Iterator[str]:
     name = f"{namespace[:50]}-b"
@@ -313,7 +301,7 @@ def test_shared_buckets_are_bound_to_namespaces(
     running = sh.wait_phase(cluster, team_a, "st", "Running", timeout=TIMEOUT)
     assert sh.status(running)["mounts"][0]["access"] == "ReadWrite"
     sh.wait_studio(
-        cluster, team_b, "st", stalled_on("DataLinkNotReady", "BucketNotAllowed"), "Stalled", TIMEOUT
+        cluster, team_b, "st", sh.stalled_on("DataLinkNotReady", "BucketNotAllowed"), "Stalled", TIMEOUT
     )
     assert not sh.live_pods(cluster, team_b, "st")
 
@@ -323,7 +311,7 @@ def test_shared_buckets_are_bound_to_namespaces(
     sh.patch(cluster, team_b, "data", {"spec": {"credentialsSecret": "own-keys"}}, kind="DataLink")
     wait_link(cluster, team_b, "data", "True", "BucketReachable")
     sh.wait_studio(
-        cluster, team_b, "st", stalled_on("BucketNotAllowed", data_a), "Stalled on the mount", TIMEOUT
+        cluster, team_b, "st", sh.stalled_on("BucketNotAllowed", data_a), "Stalled on the mount", TIMEOUT
     )
     assert not sh.live_pods(cluster, team_b, "st")
     pvs = cluster.core.list_persistent_volume(label_selector=f"studios.dev/namespace={team_b}").items

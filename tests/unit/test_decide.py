@@ -762,3 +762,56 @@ def test_an_expiry_without_its_pod_is_settled_in_one_write() -> None:
     written = d.status_patch(first.status)
     again = d.decide(observed(studio(status=written)))
     assert d.same_status(written, d.status_patch(again.status)), (written, d.status_patch(again.status))
+
+
+def test_what_a_burst_of_starts_may_put_off() -> None:
+    """finishes_start: a pass that would only complete a start whose pod exists (Service, grant,
+    the first status of the phase); never a stop, an expiry, a replacement or a stalled studio."""
+    starting = observed(studio(status={"phase": "Stopped"}), pod("Pending"))
+    assert d.finishes_start(starting, d.decide(starting))
+    running = observed(studio(status={"phase": "Stopped"}), pod())
+    assert d.finishes_start(running, d.decide(running))
+    recorded = studio(status={"phase": "Running", "session": session(ago(minutes=1))})
+    steady = observed(recorded, pod(), service_exists=True)
+    assert not d.finishes_start(steady, d.decide(steady))  # nothing of a start left to record
+    no_pod = observed(studio(status={"phase": "Stopped"}))
+    assert not d.finishes_start(no_pod, d.decide(no_pod))  # the pod itself: never put off
+    stopping = observed(studio("Stopped", status={"phase": "Running"}), pod())
+    assert not d.finishes_start(stopping, d.decide(stopping))
+    expired = studio(status={"phase": "Starting", "session": session(ago(hours=9))})
+    expiring = observed(expired, pod())
+    assert not d.finishes_start(expiring, d.decide(expiring))
+    assert not d.finishes_start(running, d.blocked(running, "NameConflict", "a Role named nb exists"))
+
+
+def test_a_burst_puts_off_the_rest_of_a_start_once() -> None:
+    """The controller's rule, before any I/O (kube is not configured here: a write would raise):
+    with other studios waiting, a studio whose pod exists but whose start is not recorded is put
+    off; without a backlog, or once it was put off, its pass goes on."""
+    import asyncio
+
+    from studio_operator.controller import LATER, Scheduler, Store, WorkQueue
+    from studio_operator.controller.events import EventLane
+    from studio_operator.controller.kinds import store_policy
+    from studio_operator.studio.controller import StudioController
+    from studio_operator.studio.watched import WATCHED
+
+    store = Store(store_policy(WATCHED))
+    body = studio(status={"phase": "Stopped"})
+    store.put("studios", body)
+    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
+    store.put("pods", pod("Pending", created=format_time(datetime.now(UTC))))  # the controller's clock
+    backlog = [True]
+    controller = StudioController(store, Scheduler(WorkQueue()), EventLane(), backlog=lambda: backlog[0])
+    key = (NS, NAME)
+    assert asyncio.run(controller.reconcile(key)) is LATER
+    observed_ = controller.observe(copy.deepcopy(body))
+    plan = d.decide(observed_)
+    assert key in controller._put_off
+    backlog[0] = False
+    assert not controller._put_off_start(("other", "s"), observed_, plan)
+    backlog[0] = True
+    assert controller._put_off_start(("other", "s"), observed_, plan)
+    d._specs.clear()  # same uid and generation, another spec (see _fresh_spec_cache)
+    stopped = controller.observe(copy.deepcopy(studio("Stopped", status={"phase": "Stopped"})))
+    assert not controller._put_off_start(("other", "t"), stopped, d.decide(stopped))

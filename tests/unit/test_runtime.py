@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from studio_operator.controller import Key, Runtime, Scheduler, Store, WorkQueue, run_workers
+from studio_operator.controller import LATER, Key, Later, Runtime, Scheduler, Store, WorkQueue, run_workers
 from studio_operator.controller.kinds import store_policy
 from studio_operator.studio.watched import PRIMARY, WATCHED
 
@@ -119,6 +119,91 @@ def test_queue_key_added_while_active_runs_again_after_done_not_concurrently() -
         assert await asyncio.wait_for(q.get(), 1) == key  # exactly once more
         q.done(key)
         assert len(q) == 0
+
+    run(main)
+
+
+def test_queue_serves_put_off_keys_only_when_nothing_else_waits() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        a, b, c = ("ns", "a"), ("ns", "b"), ("ns", "c")
+        q.add(a)
+        assert await q.get() == a
+        q.done(a, later=True)  # its reconcile put it off
+        assert q.put_off() == 1 and q.waiting() == 0
+        q.add(b)
+        q.add(c)
+        assert await q_get(q) == b  # the first lane first, in order
+        q.add(a, promote=False)  # its pod's event: stays put off
+        assert await q_get(q) == c
+        assert await q_get(q) == a  # served once the first lane is empty
+        assert len(q) == 0
+
+    run(main)
+
+
+def test_queue_promotes_a_put_off_key_when_the_studio_itself_changes() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        a, b = ("ns", "a"), ("ns", "b")
+        q.add(a)
+        q.done(await q.get(), later=True)
+        q.add(b)
+        q.add(a)  # the studio changed (or its deadline fell due): first lane, behind b
+        assert q.put_off() == 0 and q.waiting() == 2
+        assert [await q_get(q), await q_get(q)] == [b, a]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(q.get(), 0.05)
+            raise AssertionError("a key was handed out twice")
+
+    run(main)
+
+
+def test_queue_put_off_while_changed() -> None:
+    """A key put off while its pod changed goes to the second lane; while the studio itself
+    changed, to the first (the change may be a stop)."""
+
+    async def main() -> None:
+        q = WorkQueue()
+        a, b = ("ns", "a"), ("ns", "b")
+        q.add(a)
+        assert await q.get() == a
+        q.add(a, promote=False)
+        q.done(a, later=True)
+        assert q.put_off() == 1
+        q.add(b)
+        assert await q.get() == b
+        q.add(b)
+        q.done(b, later=True)
+        assert q.waiting() == 1 and await q_get(q) == b
+        assert await q_get(q) == a
+        assert len(q) == 0
+
+    run(main)
+
+
+def test_workers_put_off_what_the_reconcile_returns_later_for() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        order: list[str] = []
+
+        async def reconcile(key: Key) -> float | Later | None:
+            first = key[1] not in order
+            order.append(key[1])
+            await asyncio.sleep(0.001)
+            return LATER if first and key[1].startswith("late") else None
+
+        for name in ("late-1", "x1", "late-2", "x2", "x3"):
+            q.add(("ns", name))
+        task = asyncio.create_task(run_workers(q, reconcile, sched, workers=1))
+        while len(order) < 7:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert order == ["late-1", "x1", "late-2", "x2", "x3", "late-1", "late-2"]
+        assert len(sched) == 0 and len(q) == 0
 
     run(main)
 
@@ -328,6 +413,25 @@ def test_watch_events_feed_store_and_queue() -> None:
         other = {"metadata": {"name": "other", "namespace": "ns", "uid": "o", "resourceVersion": "4"}}
         runtime.handle("computeenvironments", {"type": "ADDED", "object": other})
         assert len(queue) == 0  # no studio uses it
+
+    run(main)
+
+
+def test_a_put_off_studio_waits_for_its_pods_events_but_not_its_own_changes() -> None:
+    async def main() -> None:
+        _, queue, runtime = wired()
+        meta = {"name": "s", "namespace": "ns", "uid": "u", "resourceVersion": "1"}
+        runtime.handle("studios", {"type": "ADDED", "object": {"metadata": meta}})
+        key = await queue.get()
+        queue.done(key, later=True)
+        pod_meta = {"name": "s-0", "namespace": "ns", "uid": "p", "labels": {"studios.dev/studio": "s"}}
+        for version in ("2", "3"):  # bound, then running
+            event = {"type": "MODIFIED", "object": {"metadata": {**pod_meta, "resourceVersion": version}}}
+            runtime.handle("pods", event)
+        assert queue.put_off() == 1 and queue.waiting() == 0
+        changed = {"metadata": {**meta, "resourceVersion": "4"}, "spec": {"state": "Stopped"}}
+        runtime.handle("studios", {"type": "MODIFIED", "object": changed})
+        assert queue.put_off() == 0 and queue.waiting() == 1
 
     run(main)
 

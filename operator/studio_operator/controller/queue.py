@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import heapq
 import itertools
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 
 from .store import Key
@@ -21,40 +22,79 @@ from .store import Key
 log = logging.getLogger(__name__)
 
 
+class Later(enum.Enum):
+    """What a reconcile returns to be looked at again once nothing else waits (see WorkQueue)."""
+
+    LATER = "later"
+
+
+LATER = Later.LATER
+
+
 class WorkQueue:
-    """Coalescing queue: a key queued many times is processed once; never twice at the same time."""
+    """Coalescing queue: a key queued many times is processed once; never twice at the same time.
+
+    Two lanes. Keys are handed out first come first served from the first; the second ("later")
+    holds work a reconcile chose to put off while others wait (under a burst of starts, a
+    studio's status and grants wait until every queued studio has its pod), and is served only
+    when the first is empty. An `add` with `promote` (the studio itself changed, a deadline
+    fell due) moves a key from the second lane to the first; other adds (its pod's events)
+    leave it where it is.
+    """
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._pending: set[Key] = set()
+        self._now: deque[Key] = deque()
+        self._later: dict[Key, None] = {}  # insertion-ordered set
+        self._available = asyncio.Semaphore(0)  # one per key in either lane
+        self._pending: set[Key] = set()  # the keys in the first lane
         self._active: set[Key] = set()
-        self._dirty: set[Key] = set()
+        self._dirty: dict[Key, bool] = {}  # added while active -> promote
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, promote: bool = True) -> None:
         if key in self._active:
-            self._dirty.add(key)
+            self._dirty[key] = self._dirty.get(key, False) or promote
+        elif key in self._later:
+            if promote:
+                del self._later[key]
+                self._pending.add(key)
+                self._now.append(key)
         elif key not in self._pending:
             self._pending.add(key)
-            self._queue.put_nowait(key)
+            self._now.append(key)
+            self._available.release()
 
     async def get(self) -> Key:
-        key = await self._queue.get()
-        self._pending.discard(key)
+        await self._available.acquire()
+        if self._now:
+            key = self._now.popleft()
+            self._pending.discard(key)
+        else:
+            key = next(iter(self._later))
+            del self._later[key]
         self._active.add(key)
         return key
 
-    def done(self, key: Key) -> None:
+    def done(self, key: Key, later: bool = False) -> None:
+        """`later`: the reconcile put the key off; it goes to the second lane, unless it changed
+        meanwhile in a way that promotes it."""
         self._active.discard(key)
-        if key in self._dirty:
-            self._dirty.discard(key)
+        promote = self._dirty.pop(key, None)
+        if promote or (promote is not None and not later):
             self.add(key)
+        elif later:
+            self._later[key] = None
+            self._available.release()
 
     def __len__(self) -> int:
-        return len(self._pending) + len(self._active)
+        return len(self._pending) + len(self._later) + len(self._active)
 
     def waiting(self) -> int:
-        """Keys queued and not yet taken by a worker."""
+        """Keys queued in the first lane and not yet taken by a worker."""
         return len(self._pending)
+
+    def put_off(self) -> int:
+        """Keys in the second lane."""
+        return len(self._later)
 
 
 class Scheduler:
@@ -112,12 +152,13 @@ class Scheduler:
 
 async def run_workers(
     queue: WorkQueue,
-    reconcile: Callable[[Key], Awaitable[float | None]],
+    reconcile: Callable[[Key], Awaitable[float | Later | None]],
     scheduler: Scheduler,
     workers: int,
     active: asyncio.Event | None = None,
 ) -> None:
-    """`reconcile` returns None when done, or seconds after which to look again (retry/backoff)."""
+    """`reconcile` returns None when done, seconds after which to look again (retry/backoff), or
+    LATER to be looked at again once no other key waits."""
     failures: dict[Key, int] = defaultdict(int)
 
     async def worker() -> None:
@@ -125,6 +166,7 @@ async def run_workers(
             if active is not None:
                 await active.wait()  # a passive HA replica holds its keys until it may act
             key = await queue.get()
+            again: float | Later | None = None
             try:
                 again = await reconcile(key)
                 failures.pop(key, None)
@@ -141,8 +183,8 @@ async def run_workers(
                     again,
                 )
             finally:
-                queue.done(key)
-            if again is not None:
+                queue.done(key, later=again is LATER)
+            if isinstance(again, float | int):
                 scheduler.at(key, time.time() + again)
 
     await asyncio.gather(*(worker() for _ in range(workers)))

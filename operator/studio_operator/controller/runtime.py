@@ -16,7 +16,7 @@ from typing import Any
 from .events import EventLane
 from .gate import Gate
 from .kinds import WatchedKind, store_policy
-from .queue import Scheduler, WorkQueue, run_workers
+from .queue import Later, Scheduler, WorkQueue, run_workers
 from .resync import Resync
 from .store import Body, Key, Store
 from .watch import Reflector
@@ -29,6 +29,7 @@ class Runtime:
         """`primary`: the kind whose keys are reconciled; `namespaces`: the watched ones (none:
         the whole cluster)."""
         self.kinds = {k.plural: k for k in kinds}
+        self.primary = primary
         self.store = Store(store_policy(kinds))
         self.queue = WorkQueue()
         self.scheduler = Scheduler(self.queue)
@@ -61,8 +62,10 @@ class Runtime:
     def handle(self, plural: str, event: dict[str, Any]) -> None:
         body = self.ingest(plural, event)
         if body is not None:
+            # A change of the studio itself brings a put-off key forward; its pod's do not.
+            promote = plural == self.primary
             for key in self.affected(plural, body, event.get("type") == "DELETED"):
-                self.queue.add(key)
+                self.queue.add(key, promote)
 
     def ingest(self, plural: str, event: dict[str, Any]) -> Body | None:
         """Update the store; returns the body (also for deletions), or None when there is nothing
@@ -86,7 +89,7 @@ class Runtime:
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
-    def start(self, reconcile: Callable[[Key], Awaitable[float | None]], workers: int) -> None:
+    def start(self, reconcile: Callable[[Key], Awaitable[float | Later | None]], workers: int) -> None:
         self.spawn(self.scheduler.run(), "scheduler")
         self.spawn(run_workers(self.queue, reconcile, self.scheduler, workers, self.gate.active), "workers")
 

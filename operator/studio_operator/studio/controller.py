@@ -27,7 +27,7 @@ from ..api.common import (
 )
 from ..api.common import VOLUMES_FINALIZER as FINALIZER
 from ..config import OPTIONS
-from ..controller import Key, Scheduler, Store
+from ..controller import LATER, Key, Later, Scheduler, Store
 from ..controller.events import EventLane
 from ..resources import lifespan as ls
 from ..resources import names
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 STALE_RETRY_SECONDS = 1.0
 MAX_DECISIONS = 4  # a pass decides again after a pod turns out gone or is created: at most thrice
-DEFER_SECONDS = 0.5  # a deferred start is looked at again after this, or at its pod's next event
 EXPIRY_RECHECK_SECONDS = 10.0  # ... a deferred expiry after this, or when its pod is gone
 
 
@@ -65,10 +64,11 @@ class StudioController:
         self.scheduler = scheduler
         self.events = events
         self.backlog = backlog  # other studios wait for a worker
+        self._put_off: set[Key] = set()  # studios whose pass was put off once (see _put_off_start)
 
     # ------------------------------------------------------------------ entry point
 
-    async def reconcile(self, key: Key) -> float | None:
+    async def reconcile(self, key: Key) -> float | Later | None:
         started = time.perf_counter()
         try:
             return await self._reconcile(key)
@@ -83,8 +83,10 @@ class StudioController:
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
-    async def _reconcile(self, key: Key) -> float | None:
+    async def _reconcile(self, key: Key) -> float | Later | None:
         stored = self.store.get("studios", key)
+        put_off = key in self._put_off
+        self._put_off.discard(key)
         if stored is None or stored["metadata"].get("deletionTimestamp"):
             self.scheduler.cancel(key)
             await self._delete_volumes(*key)
@@ -104,6 +106,8 @@ class StudioController:
             # safe: a recorded session past its end is expired whatever its pod's state.
             await self._delete_pod(dict(observed.pod))
             return EXPIRY_RECHECK_SECONDS
+        if not put_off and self._put_off_start(key, observed, plan):
+            return LATER
         for _ in range(MAX_DECISIONS):
             try:
                 again = await self._execute(body, plan)
@@ -117,22 +121,28 @@ class StudioController:
                 break
             observed = self.observe(body, **again)
             plan = d.decide(observed)
-            if self._defer(observed, plan):
-                return DEFER_SECONDS
+            if not put_off and self._put_off_start(key, observed, plan):
+                return LATER
         plan = self._recheck_start(body, observed, plan)
         await self._write_status(body, plan)
         self._schedule(key, plan)
         return d.recheck_after(plan.outcome, self._pod_of(body), ls.now())
 
-    def _defer(self, observed: d.Observed, plan: d.Plan) -> bool:
-        """Under a burst, a pass that just created a session pod leaves the rest (the connect
-        grant, the status) for later, so that the studios queued behind it get their pods first:
-        the pod is what its user waits for. The next pass, after those, finds the pod (usually
-        running by then: one status write, Running) and does the rest. Not when the start has
-        Events to tell (they belong to the pass that started it)."""
-        return (
-            observed.started and plan.outcome.phase == d.Phase.STARTING and not plan.events and self.backlog()
-        )
+    def _put_off_start(self, key: Key, observed: d.Observed, plan: d.Plan) -> bool:
+        """Under a burst (other studios wait for a worker), pods first: a pass that just created a
+        session pod, or finds one whose start is not recorded yet, leaves the rest of the start
+        (Service, connect grant, status, Events) until no studio waits, so that the API server's
+        writes go to the pods users wait for. The put-off pass (once per key; sooner when the
+        studio itself changes) usually finds the pod running: one status write, Running. Not
+        when the start has Events to tell (they belong to the pass that started it)."""
+        if observed.started:
+            finishing = plan.outcome.phase == d.Phase.STARTING and not plan.events
+        else:
+            finishing = d.finishes_start(observed, plan)
+        if not finishing or not self.backlog():
+            return False
+        self._put_off.add(key)
+        return True
 
     def _recheck_start(self, body: dict[str, Any], observed: d.Observed, plan: d.Plan) -> d.Plan:
         """A session whose pod already runs when its first status goes out (the pod's watch event

@@ -281,6 +281,18 @@ def expires_pod(plan: Plan) -> bool:
     )
 
 
+def finishes_start(observed: Observed, plan: Plan) -> bool:
+    """The plan completes a session whose pod already exists: its status does not record the
+    phase yet, and its writes are only the studio's own objects (Service, grants). What a burst
+    of starts can put off until every waiting studio has its pod (see the controller)."""
+    outcome = plan.outcome
+    if observed.pod is None or outcome.stalled or outcome.phase not in (Phase.STARTING, Phase.RUNNING):
+        return False
+    if any(not isinstance(a, Apply | DeleteOwned) for step in plan.steps for a in step):
+        return False
+    return bool(observed.status.get("phase") != outcome.phase)
+
+
 def _ended_on_its_own(observed: Observed, pod: Mapping[str, Any], state: PodState) -> Plan:
     message = (
         f"{state.message}; the pod {pod['metadata']['name']} is kept for `kubectl logs` until the next start"
@@ -750,6 +762,7 @@ __all__ = [
     "blocked",
     "decide",
     "expires_pod",
+    "finishes_start",
     "preparing_storage",
     "recheck_after",
     "same_status",

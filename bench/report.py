@@ -37,6 +37,10 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         "start_ratio": (at_1000.get("start") or {}).get("start_ratio"),
         "start_ratio_studios": at_1000.get("studios"),
         "start_ratio_5000": (at_5000.get("start") or {}).get("start_ratio"),
+        # until every studio is Running (Service, grant, status written) vs the direct pods Ready:
+        # the start ratio counts pods, which a burst creates first
+        "running_ratio": (at_1000.get("start") or {}).get("running_ratio"),
+        "running_ratio_5000": (at_5000.get("start") or {}).get("running_ratio"),
         "start_overhead_p50_ms": lat.get("overhead_p50_ms"),
         "start_overhead_p99_ms": lat.get("overhead_p99_ms"),
         # a start is a session: a stopped studio started again (its Service and grant exist)

@@ -21,6 +21,7 @@ from kube_helpers import ROOT, Cluster
 CONTRACT_KEYS = (
     "studios",
     "start_ratio",
+    "running_ratio",
     "start_overhead_p50_ms",
     "writes_per_start",
     "writes_per_first_start",
@@ -64,7 +65,7 @@ def test_bench_smoke(cluster: Cluster, operator_factory: Callable[..., Any], tmp
     for key in CONTRACT_KEYS:
         assert key in data, f"latest.json lacks {key!r}"
     assert data["studios"] == 5
-    assert data["start_ratio"] > 0
+    assert data["start_ratio"] > 0 and data["running_ratio"] > 0
     assert data["start_overhead_p50_ms"] is not None
     assert data["writes_per_start"] >= 2  # a session start: at least the pod and its status
     assert data["writes_per_first_start"] >= data["writes_per_start"]  # + the Service and Role

@@ -142,6 +142,24 @@ def test_queue_serves_put_off_keys_only_when_nothing_else_waits() -> None:
     run(main)
 
 
+def test_queue_holds_put_off_keys_while_first_lane_keys_are_in_progress() -> None:
+    async def main() -> None:
+        q = WorkQueue()
+        a, b = ("ns", "a"), ("ns", "b")
+        q.add(a)
+        q.add(b)
+        assert await q.get() == a and await q.get() == b
+        q.done(a, later=True)  # b still creating its pod: a waits
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(q.get(), 0.05)
+            raise AssertionError("a put-off key was served while the first lane was busy")
+        q.done(b)
+        assert await q_get(q) == a
+        assert len(q) == 0
+
+    run(main)
+
+
 def test_queue_promotes_a_put_off_key_when_the_studio_itself_changes() -> None:
     async def main() -> None:
         q = WorkQueue()

@@ -34,31 +34,36 @@ LATER = Later.LATER
 class WorkQueue:
     """Coalescing queue: a key queued many times is processed once; never twice at the same time.
 
-    Two lanes. Keys are handed out first come first served from the first; the second ("later")
-    holds work a reconcile chose to put off while others wait (under a burst of starts, a
-    studio's status and grants wait until every queued studio has its pod), and is served only
-    when the first is empty. An `add` with `promote` (the studio itself changed, a deadline
-    fell due) moves a key from the second lane to the first; other adds (its pod's events)
-    leave it where it is.
+    Two lanes. Keys are handed out first come first served from the first; the second holds
+    keys a reconcile put off while others waited (under a burst of starts, a studio's grant and
+    status wait until every queued studio has its pod) and releases them once the first lane is
+    idle: nothing queued in it, none of its keys in progress. An `add` with `promote` (the studio
+    itself changed, a deadline fell due) moves a put-off key to the first lane; other adds (its
+    pod's events) leave it where it is.
     """
 
     def __init__(self) -> None:
         self._now: deque[Key] = deque()
-        self._later: dict[Key, None] = {}  # insertion-ordered set
-        self._available = asyncio.Semaphore(0)  # one per key in either lane
-        self._pending: set[Key] = set()  # the keys in the first lane
+        self._pending: set[Key] = set()  # the keys in _now
+        self._held: dict[Key, None] = {}  # put off, not released yet (insertion-ordered)
+        self._ready: deque[Key] = deque()  # put off and released; promoted ones are skipped
+        self._ready_keys: set[Key] = set()
+        self._available = asyncio.Semaphore(0)  # one per key in _now and _ready_keys
         self._active: set[Key] = set()
-        self._dirty: dict[Key, bool] = {}  # added while active -> promote
+        self._first: set[Key] = set()  # active keys taken from the first lane
+        self._dirty: dict[Key, bool] = {}  # added while active -> whether to promote
 
     def add(self, key: Key, promote: bool = True) -> None:
         if key in self._active:
             self._dirty[key] = self._dirty.get(key, False) or promote
-        elif key in self._later:
-            if promote:
-                del self._later[key]
-                self._pending.add(key)
-                self._now.append(key)
-        elif key not in self._pending:
+        elif key in self._pending or (not promote and (key in self._held or key in self._ready_keys)):
+            return
+        elif key in self._ready_keys:  # released and counted: moves without a new release
+            self._ready_keys.discard(key)
+            self._pending.add(key)
+            self._now.append(key)
+        else:
+            self._held.pop(key, None)
             self._pending.add(key)
             self._now.append(key)
             self._available.release()
@@ -68,9 +73,12 @@ class WorkQueue:
         if self._now:
             key = self._now.popleft()
             self._pending.discard(key)
+            self._first.add(key)
         else:
-            key = next(iter(self._later))
-            del self._later[key]
+            key = self._ready.popleft()
+            while key not in self._ready_keys:
+                key = self._ready.popleft()
+            self._ready_keys.discard(key)
         self._active.add(key)
         return key
 
@@ -78,15 +86,21 @@ class WorkQueue:
         """`later`: the reconcile put the key off; it goes to the second lane, unless it changed
         meanwhile in a way that promotes it."""
         self._active.discard(key)
+        self._first.discard(key)
         promote = self._dirty.pop(key, None)
         if promote or (promote is not None and not later):
             self.add(key)
         elif later:
-            self._later[key] = None
-            self._available.release()
+            self._held[key] = None
+        if self._held and not self._now and not self._first:
+            for held in self._held:
+                self._ready.append(held)
+                self._ready_keys.add(held)
+                self._available.release()
+            self._held.clear()
 
     def __len__(self) -> int:
-        return len(self._pending) + len(self._later) + len(self._active)
+        return len(self._pending) + self.put_off() + len(self._active)
 
     def waiting(self) -> int:
         """Keys queued in the first lane and not yet taken by a worker."""
@@ -94,7 +108,7 @@ class WorkQueue:
 
     def put_off(self) -> int:
         """Keys in the second lane."""
-        return len(self._later)
+        return len(self._held) + len(self._ready_keys)
 
 
 class Scheduler:

@@ -3,6 +3,7 @@ next wake-up, without an API server. One row per situation a studio can be in.""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,11 +22,16 @@ from studio_operator.api.common import (
     STUDIO_LABEL,
 )
 from studio_operator.api.kinds import StudioSpec
+from studio_operator.controller import LATER, Scheduler, Store, WorkQueue
+from studio_operator.controller.events import EventLane
+from studio_operator.controller.kinds import store_policy
 from studio_operator.resources import names
 from studio_operator.resources.inputs import gather_inputs
 from studio_operator.resources.lifespan import format_time
 from studio_operator.resources.session import environment_hash
 from studio_operator.studio import decide as d
+from studio_operator.studio.controller import StudioController
+from studio_operator.studio.watched import WATCHED
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NS, NAME, UID = "team", "nb", "uid-1"
@@ -788,14 +794,6 @@ def test_a_burst_puts_off_the_rest_of_a_start_once() -> None:
     """The controller's rule, before any I/O (kube is not configured here: a write would raise):
     with other studios waiting, a studio whose pod exists but whose start is not recorded is put
     off; without a backlog, or once it was put off, its pass goes on."""
-    import asyncio
-
-    from studio_operator.controller import LATER, Scheduler, Store, WorkQueue
-    from studio_operator.controller.events import EventLane
-    from studio_operator.controller.kinds import store_policy
-    from studio_operator.studio.controller import StudioController
-    from studio_operator.studio.watched import WATCHED
-
     store = Store(store_policy(WATCHED))
     body = studio(status={"phase": "Stopped"})
     store.put("studios", body)

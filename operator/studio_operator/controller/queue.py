@@ -92,12 +92,16 @@ class WorkQueue:
             self.add(key)
         elif later:
             self._held[key] = None
-        if self._held and not self._now and not self._first:
-            for held in self._held:
-                self._ready.append(held)
-                self._ready_keys.add(held)
-                self._available.release()
-            self._held.clear()
+        if not self._now and not self._first:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """The first lane is idle: the put-off keys may be served."""
+        for held in self._held:
+            self._ready.append(held)
+            self._ready_keys.add(held)
+            self._available.release()
+        self._held.clear()
 
     def __len__(self) -> int:
         return len(self._pending) + self.put_off() + len(self._active)

@@ -823,12 +823,14 @@ class Bench:
         # 4. expiry: one studio, then a burst
         running = list(names)
         single = running.pop()
-        out["expiry_single"] = await self.expire(ns_op, studios, [single], lead=5.0, poll=1.0)
+        out["expiry_single"] = await self.expire(ns_op, studios, op_pods, [single], lead=5.0, poll=1.0)
         burst_n = cfg.expiry_burst if cfg.expiry_burst is not None else max(1, int(n * cfg.expiry_fraction))
         burst_n = max(1, min(burst_n, len(running) - 1))
         burst, running = running[:burst_n], running[burst_n:]
         log(f"N={n}: expiry burst of {burst_n}")
-        out["expiry_burst"] = await self.expire(ns_op, studios, burst, lead=10.0 + burst_n * 0.05, poll=poll)
+        out["expiry_burst"] = await self.expire(
+            ns_op, studios, op_pods, burst, lead=10.0 + burst_n * 0.05, poll=poll
+        )
         # ... and its floor on this control plane: the same number of the direct baseline's pods
         # deleted at one instant by the harness (what any controller's expiry must at least do)
         out["expiry_direct"] = await self.delete_at_once(ns_dir, dir_pods, burst)
@@ -1021,10 +1023,12 @@ class Bench:
                 pods.signal if len(names) <= 200 else None,
             )
         gone = [t - t0 for t in pods.first("deleted", name_set, t0).values()]
+        deleting = [t - t0 for t in pods.first("terminating", name_set, t0).values()]
         result = {
             "pods": len(names),
             "deleted": len(gone),
             "requests_s": rnd(sent_s),
+            "deleting_p99_s": rnd(pct(deleting, 0.99)),
             "p50_s": rnd(pct(gone, 0.5)),
             "p99_s": rnd(pct(gone, 0.99)),
             "max_s": rnd(max(gone) if gone else None),
@@ -1035,7 +1039,7 @@ class Bench:
         return result
 
     async def expire(
-        self, ns: str, studios: StudioTracker, names: list[str], lead: float, poll: float
+        self, ns: str, studios: StudioTracker, pods: PodTracker, names: list[str], lead: float, poll: float
     ) -> dict[str, Any]:
         """Backdate status.session.startedAt so that every studio in `names` expires at one instant D."""
         await self.exclusive(f"expiry of {len(names)}")
@@ -1089,6 +1093,9 @@ class Bench:
             if n in stopping or n in stopped
         ]
         early = sum(1 for x in acted if x < -0.5)
+        # when each pod was gone (the deletion's part of the lateness; the rest is the status write)
+        gone = [t - deadline for t in pods.first("deleted", set(names), deadline - 1).values()]
+        deleting = [t - deadline for t in pods.first("terminating", set(names), deadline - 1).values()]
         after = await self.settle()
         d_prep, d_exp = delta(before, mid), delta(mid, after)
         result = {
@@ -1102,6 +1109,9 @@ class Bench:
             "p50_s": rnd(pct(late, 0.5)),
             "p99_s": rnd(pct(late, 0.99)),
             "max_s": rnd(max(late) if late else None),
+            "pods_deleting_p99_s": rnd(pct(deleting, 0.99)),
+            "pods_gone_p50_s": rnd(pct(gone, 0.5)),
+            "pods_gone_p99_s": rnd(pct(gone, 0.99)),
             "acted_p50_s": rnd(pct(acted, 0.5)),
             "acted_p99_s": rnd(pct(acted, 0.99)),
             "lateness_s": [round(x, 3) for x in sorted(late)]

@@ -135,7 +135,8 @@ class Watcher:
 
 
 class PodTracker:
-    """First-seen / Ready / deleted times of pods, per uid, grouped by their studio label."""
+    """First-seen / Ready / terminating / deleted times of pods, per uid, grouped by their studio
+    label."""
 
     def __init__(self) -> None:
         self.signal = Signal()
@@ -143,6 +144,7 @@ class PodTracker:
         self.seen: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self.deleted: dict[str, float] = {}
+        self.terminating: dict[str, float] = {}
         self.studio: dict[str, str] = {}
 
     def on_event(self, typ: str, obj: dict[str, Any], t: float) -> None:
@@ -151,6 +153,8 @@ class PodTracker:
         with self.lock:
             self.seen.setdefault(uid, t)
             self.studio[uid] = (meta.get("labels") or {}).get(STUDIO_LABEL, "")
+            if meta.get("deletionTimestamp"):
+                self.terminating.setdefault(uid, t)
             if typ == "DELETED":
                 self.deleted.setdefault(uid, t)
             else:
@@ -163,7 +167,7 @@ class PodTracker:
         return lambda: bool(self.first(table, {studio}))
 
     def first(self, table: str, studios: set[str] | None = None, after: float = 0.0) -> dict[str, float]:
-        """studio -> earliest time in `table` (seen/ready/deleted) at or after `after`."""
+        """studio -> earliest time in `table` (seen/ready/terminating/deleted) at or after `after`."""
         with self.lock:
             source = dict(getattr(self, table))
             owner = dict(self.studio)

@@ -332,3 +332,34 @@ def test_expiry_is_applied_once_even_by_two_operator_processes(
     settle(cluster, namespace, "twin-a")
     for name in ("twin-a", "twin-b", "twin-c"):
         assert len(sh.events(cluster, namespace, name, "SessionExpired")) == 1, name
+
+
+def test_a_burst_of_expiries_ends_every_session_once(
+    cluster: Cluster, namespace: str, operator_factory: Callable[..., OperatorProcess]
+) -> None:
+    """Many sessions expiring at one instant, more than the operator's workers: the pods are
+    deleted first (the burst rule), and every studio still ends `Stopped` (LifespanExpired) with
+    its pod gone and exactly one SessionExpired Event, posted once the burst is over."""
+    operator_factory("--workers=2")
+    sh.create_environment(cluster, namespace)
+    names = [f"burst-{i}" for i in range(12)]
+    for name in names:
+        sh.create_studio(cluster, namespace, name, lifespan={"hours": 1})
+    for name in names:
+        expiry_is(cluster, namespace, name, 1)
+        running(cluster, namespace, name)
+    # one instant for all: a whole second a few seconds ahead (startedAt has seconds only)
+    deadline = sh.parse(sh.ago(seconds=-6)).replace(microsecond=0)
+    started = sh.rfc3339(deadline - timedelta(hours=1))
+    for name in names:
+        sh.patch_status(cluster, namespace, name, {"session": {"startedAt": started}})
+    for name in names:
+        stopped = sh.wait_phase(cluster, namespace, name, "Stopped", stopReason="LifespanExpired")
+        assert not session(stopped)
+        sh.wait_no_pods(cluster, namespace, name)
+    for name in names:
+        sh.wait_event(cluster, namespace, name, "SessionExpired", timeout=60)
+    settle(cluster, namespace, names[0])  # the operator has seen everything it wrote
+    for name in names:
+        assert len(sh.events(cluster, namespace, name, "SessionExpired")) == 1, name
+        assert sh.status(sh.get(cluster, namespace, name))["phase"] == "Stopped"

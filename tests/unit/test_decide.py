@@ -30,7 +30,7 @@ from studio_operator.resources.inputs import gather_inputs
 from studio_operator.resources.lifespan import format_time
 from studio_operator.resources.session import environment_hash
 from studio_operator.studio import decide as d
-from studio_operator.studio.controller import StudioController
+from studio_operator.studio.controller import AFTER_BURST_SECONDS, StudioController
 from studio_operator.studio.watched import WATCHED
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -813,3 +813,105 @@ def test_a_burst_puts_off_the_rest_of_a_start_once() -> None:
     d._specs.clear()  # same uid and generation, another spec (see _fresh_spec_cache)
     stopped = controller.observe(copy.deepcopy(studio("Stopped", status={"phase": "Stopped"})))
     assert not controller._put_off_start(("other", "t"), stopped, d.decide(stopped))
+
+
+def test_a_pod_deleted_by_a_burst_expiry_is_waited_for_without_a_stopping_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The controller's burst-expiry rule: a pass that finds the pod a burst expiry deleted still
+    terminating writes nothing and looks again later; once the pod is gone, one status write
+    (Stopped). Without that mark (e.g. after a restart) a pass records the end at once (Stopping),
+    as a single expiry does. The studio writes are recorded here, not sent."""
+    written: list[str] = []
+
+    async def merge_patch(*args: Any, **kw: Any) -> dict[str, Any]:
+        patch = args[4]
+        written.append(patch["status"]["phase"])
+        answer = copy.deepcopy(body)
+        answer["status"] = patch["status"]
+        answer["metadata"]["resourceVersion"] = str(len(written) + 10)
+        return answer
+
+    async def post_event(involved: Any, type_: str, reason: str, message: str) -> None:
+        written.append(reason)
+
+    monkeypatch.setattr("studio_operator.kube.merge_patch", merge_patch)
+    monkeypatch.setattr("studio_operator.kube.post_event", post_event)
+    store = Store(store_policy(WATCHED))
+    real_now = datetime.now(UTC)  # the controller's clock
+    started = format_time(real_now - timedelta(hours=9))
+    body = studio(status={"phase": "Running", "session": session(started)})
+    store.put("studios", body)
+    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
+    grace_ends = format_time(real_now + timedelta(seconds=30))  # terminating, on time: no I/O
+    store.put("pods", pod(created=started, meta={"deletionTimestamp": grace_ends}))
+    controller = StudioController(store, Scheduler(WorkQueue()), EventLane(), backlog=lambda: False)
+    key = (NS, NAME)
+
+    async def pass_() -> float | Any:
+        again = await controller.reconcile(key)
+        await asyncio.gather(*controller.events._tasks)  # the Events it posted in the background
+        return again
+
+    controller._expired_in_burst[key] = "pod-uid"
+    assert asyncio.run(pass_()) == 10.0
+    assert written == []
+    store.remove("pods", (NS, POD), "pod-uid")
+    asyncio.run(pass_())
+    assert written == ["Stopped", "SessionExpired"]  # the pod is gone: one status write, its Event
+    assert key not in controller._expired_in_burst  # forgotten with its pod
+
+    written.clear()
+    body["metadata"]["resourceVersion"] = "100"  # the studio again, Running (a newer version)
+    store.put("studios", body)
+    store.put("pods", pod(created=started, meta={"deletionTimestamp": grace_ends, "uid": "pod-uid-2"}))
+    controller._expired_in_burst[key] = "pod-uid"  # an earlier session's pod: not this one
+    asyncio.run(pass_())
+    assert written == ["Stopping", "SessionExpired"]
+
+
+def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While other pods of the burst are still terminating, a studio whose pod is gone waits
+    (no write, a bounded wait); the last pod gone writes its own Stopped and releases the others."""
+    written: list[tuple[str, str]] = []
+    bodies: dict[str, dict[str, Any]] = {}
+
+    async def merge_patch(*args: Any, **kw: Any) -> dict[str, Any]:
+        name, patch = args[3], args[4]
+        written.append((name, patch["status"]["phase"]))
+        answer = copy.deepcopy(bodies[name])
+        answer["status"] = patch["status"]
+        answer["metadata"]["resourceVersion"] = str(len(written) + 10)
+        return answer
+
+    async def post_event(*args: Any) -> None:
+        pass
+
+    monkeypatch.setattr("studio_operator.kube.merge_patch", merge_patch)
+    monkeypatch.setattr("studio_operator.kube.post_event", post_event)
+    store = Store(store_policy(WATCHED))
+    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
+    real_now = datetime.now(UTC)  # the controller's clock
+    started = format_time(real_now - timedelta(hours=9))
+    scheduler = Scheduler(WorkQueue())
+    controller = StudioController(store, scheduler, EventLane(), backlog=lambda: False)
+    for name in ("a", "b"):
+        body = studio(
+            status={"phase": "Running", "session": session(started, names.pod_name(name, f"u{name}"))}
+        )
+        body["metadata"].update(name=name, uid=f"u{name}")
+        bodies[name] = body
+        store.put("studios", body)
+        controller._expired_in_burst[(NS, name)] = f"pod-{name}"  # deleted by the burst, gone since
+
+    assert asyncio.run(controller.reconcile((NS, "a"))) == AFTER_BURST_SECONDS
+    assert written == []  # b's pod is still terminating
+    asyncio.run(controller.reconcile((NS, "b")))
+    assert written == [("b", "Stopped")]  # the last pod of the burst: its own status at once ...
+    due = scheduler.deadline((NS, "a"))
+    assert due is not None and due <= datetime.now(UTC).timestamp()  # ... and a's is due now
+    asyncio.run(controller.reconcile((NS, "a")))
+    assert written == [("b", "Stopped"), ("a", "Stopped")]
+    assert not controller.expiring_in_burst()

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 STALE_RETRY_SECONDS = 1.0
 MAX_DECISIONS = 4  # a pass decides again after a pod turns out gone or is created: at most thrice
 EXPIRY_RECHECK_SECONDS = 10.0  # ... a deferred expiry after this, or when its pod is gone
+AFTER_BURST_SECONDS = 30.0  # the longest a Stopped waits for the rest of its burst's pods
 
 
 class StaleStudio(Exception):
@@ -65,6 +66,8 @@ class StudioController:
         self.events = events
         self.backlog = backlog  # other studios wait for a worker
         self._put_off: set[Key] = set()  # studios whose pass was put off once (see _put_off_start)
+        self._expired_in_burst: dict[Key, str] = {}  # the uid of the pod a burst expiry deleted
+        self._after_burst: set[Key] = set()  # pods gone, Stopped held until the burst's end
 
     # ------------------------------------------------------------------ entry point
 
@@ -89,6 +92,8 @@ class StudioController:
         self._put_off.discard(key)
         if stored is None or stored["metadata"].get("deletionTimestamp"):
             self.scheduler.cancel(key)
+            self._expired_in_burst.pop(key, None)
+            self._after_burst.discard(key)
             await self._delete_volumes(*key)
             if stored is not None:
                 await self._release_workspace(stored)
@@ -99,13 +104,9 @@ class StudioController:
         body = {**stored, "metadata": dict(stored["metadata"])}
         first = observed = self.observe(body)
         plan = d.decide(observed)
-        if self.backlog() and d.expires_pod(plan) and observed.pod is not None:
-            # A burst of expiries: the pods go first (what frees the resources, and what each
-            # Stopped waits for); the end is recorded once the pod is gone (its DELETED event
-            # brings the key back: one status write, Stopped). An interruption in between is
-            # safe: a recorded session past its end is expired whatever its pod's state.
-            await self._delete_pod(dict(observed.pod))
-            return EXPIRY_RECHECK_SECONDS
+        wait = await self._burst_expiry(key, observed, plan)
+        if wait is not None:
+            return wait
         if not put_off and self._put_off_start(key, observed, plan):
             return LATER
         for _ in range(MAX_DECISIONS):
@@ -127,6 +128,50 @@ class StudioController:
         await self._write_status(body, plan)
         self._schedule(key, plan)
         return d.recheck_after(plan.outcome, self._pod_of(body), ls.now())
+
+    async def _burst_expiry(self, key: Key, observed: d.Observed, plan: d.Plan) -> float | None:
+        """A burst of expiries (other studios wait for a worker): the pods go first (what frees
+        the resources, and what each Stopped waits for). The pass deletes the pod and nothing
+        else; the passes that find it still terminating write nothing; once it is gone, one
+        status write, Stopped, after the burst's other pods (see `_gone_in_burst`). No Stopping
+        in between. An interruption is safe: a recorded session past its end is expired whatever
+        its pod's state (after a restart a terminating pod gets the usual Stopping write).
+        Returns when to look again, or None for the ordinary pass."""
+        pod = observed.pod
+        if pod is None:
+            return AFTER_BURST_SECONDS if self._gone_in_burst(key) else None
+        if not d.expires_pod(plan) or not (self.backlog() or self._expiring_in_burst(key, pod)):
+            return None
+        if await self._delete_pod(dict(pod)):
+            self._expired_in_burst[key] = pod["metadata"]["uid"]
+            return EXPIRY_RECHECK_SECONDS
+        self._expired_in_burst.pop(key, None)
+        return 0.0  # gone (a lookup said so, and the store now knows): Stopped in the next pass
+
+    def expiring_in_burst(self) -> bool:
+        """Pods deleted by a burst of expiries are still terminating (see `reconcile`)."""
+        return bool(self._expired_in_burst or self._after_burst)
+
+    def _gone_in_burst(self, key: Key) -> bool:
+        """This studio's pod, deleted by a burst of expiries, is gone: while other pods of the
+        burst are still terminating, its `Stopped` waits (at most AFTER_BURST_SECONDS), so that
+        the API server's writes go to the deletions first. The last pod gone releases them all."""
+        if self._expired_in_burst.pop(key, None) is None:
+            self._after_burst.discard(key)  # its wait is over (released, or long enough)
+            return False
+        if self._expired_in_burst:
+            self._after_burst.add(key)
+            return True
+        now = time.time()
+        for held in self._after_burst:
+            self.scheduler.at(held, now)
+        self._after_burst.clear()
+        return False
+
+    def _expiring_in_burst(self, key: Key, pod: Mapping[str, Any]) -> bool:
+        """The pod of this expiry was deleted under a burst and is still terminating."""
+        meta = pod["metadata"]
+        return bool(meta.get("deletionTimestamp")) and self._expired_in_burst.get(key) == meta["uid"]
 
     def _put_off_start(self, key: Key, observed: d.Observed, plan: d.Plan) -> bool:
         """Under a burst (other studios wait for a worker), pods first: a pass that just created a

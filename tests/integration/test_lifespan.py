@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from kubernetes import watch
 
 import studio_helpers as sh
 from kube_helpers import Cluster, OperatorProcess, wait_for
@@ -334,13 +336,55 @@ def test_expiry_is_applied_once_even_by_two_operator_processes(
         assert len(sh.events(cluster, namespace, name, "SessionExpired")) == 1, name
 
 
+class History(threading.Thread):
+    """Every studio phase and every pod deletion in a namespace, with its resourceVersion (one etcd
+    revision for all kinds: comparable across watches)."""
+
+    def __init__(self, cluster: Cluster, ns: str) -> None:
+        super().__init__(daemon=True)
+        self.cluster, self.ns = cluster, ns
+        self.phases: list[tuple[str, str, int]] = []  # studio, phase, rv
+        self.deleted: list[tuple[str, int]] = []  # studio, rv
+        self.rv = cluster.core.list_namespaced_pod(ns).metadata.resource_version
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        studios = threading.Thread(target=self._studios, daemon=True)
+        studios.start()
+        w = watch.Watch()
+        for event in w.stream(
+            self.cluster.core.list_namespaced_pod, self.ns, resource_version=self.rv, timeout_seconds=120
+        ):
+            pod = event["object"]
+            if event["type"] == "DELETED":
+                studio = (pod.metadata.labels or {}).get(sh.STUDIO_LABEL, "")
+                self.deleted.append((studio, int(pod.metadata.resource_version)))
+            if self.done.is_set():
+                w.stop()
+        studios.join()
+
+    def _studios(self) -> None:
+        w = watch.Watch()
+        list_ = self.cluster.custom.list_namespaced_custom_object
+        for event in w.stream(
+            list_, sh.GROUP, sh.VERSION, self.ns, "studios", resource_version=self.rv, timeout_seconds=120
+        ):
+            body = event["object"]
+            phase = (body.get("status") or {}).get("phase") or ""
+            self.phases.append((body["metadata"]["name"], phase, int(body["metadata"]["resourceVersion"])))
+            if self.done.is_set():
+                w.stop()
+
+
 def test_a_burst_of_expiries_ends_every_session_once(
     cluster: Cluster, namespace: str, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
     """Many sessions expiring at one instant, more than the operator's workers: the pods are
-    deleted first (the burst rule), and every studio still ends `Stopped` (LifespanExpired) with
-    its pod gone and exactly one SessionExpired Event, posted once the burst is over."""
-    operator_factory("--workers=2")
+    deleted first and every studio still ends `Stopped` (LifespanExpired) with its pod gone and
+    exactly one SessionExpired Event. Those expired under the burst (all but the last ones the
+    workers took) go from Running straight to Stopped, recorded after the burst's last pod was gone."""
+    workers = 2
+    operator_factory(f"--workers={workers}")
     sh.create_environment(cluster, namespace)
     names = [f"burst-{i}" for i in range(12)]
     for name in names:
@@ -348,6 +392,8 @@ def test_a_burst_of_expiries_ends_every_session_once(
     for name in names:
         expiry_is(cluster, namespace, name, 1)
         running(cluster, namespace, name)
+    history = History(cluster, namespace)
+    history.start()
     # one instant for all: a whole second a few seconds ahead (startedAt has seconds only)
     deadline = sh.parse(sh.ago(seconds=-6)).replace(microsecond=0)
     started = sh.rfc3339(deadline - timedelta(hours=1))
@@ -360,6 +406,15 @@ def test_a_burst_of_expiries_ends_every_session_once(
     for name in names:
         sh.wait_event(cluster, namespace, name, "SessionExpired", timeout=60)
     settle(cluster, namespace, names[0])  # the operator has seen everything it wrote
+    history.done.set()
     for name in names:
         assert len(sh.events(cluster, namespace, name, "SessionExpired")) == 1, name
         assert sh.status(sh.get(cluster, namespace, name))["phase"] == "Stopped"
+
+    stopping = {name for name, phase, _ in history.phases if phase == "Stopping"}
+    straight = [name for name in names if name not in stopping]
+    assert len(straight) >= len(names) - workers, history.phases
+    last_gone = max(rv for studio, rv in history.deleted if studio in straight)
+    for name in straight:
+        first_stopped = min(rv for n, phase, rv in history.phases if n == name and phase == "Stopped")
+        assert first_stopped > last_gone, (name, first_stopped, last_gone)

@@ -914,4 +914,4 @@ def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
     assert due is not None and due <= datetime.now(UTC).timestamp()  # ... and a's is due now
     asyncio.run(controller.reconcile((NS, "a")))
     assert written == [("b", "Stopped"), ("a", "Stopped")]
-    assert not controller.expiring_in_burst()
+    assert not controller._expired_in_burst and not controller._after_burst  # the burst is over

@@ -75,13 +75,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     configure(settings)
     runtime = memo.runtime = Runtime(WATCHED, PRIMARY, namespaces=OPTIONS.namespaces)
     await _start_admission(settings, runtime)
-    queue = runtime.queue
     controller = StudioController(
-        runtime.store, runtime.scheduler, runtime.events, backlog=lambda: queue.waiting() > 0
+        runtime.store, runtime.scheduler, runtime.events, backlog=lambda: runtime.queue.waiting() > 0
     )
-    # Events wait while studios wait for a worker, for the rest of a start put off under a burst,
-    # or for the pods of a burst of expiries to be gone.
-    runtime.events.busy = lambda: queue.waiting() > 0 or queue.put_off() > 0 or controller.expiring_in_burst()
 
     async def prime() -> None:
         """Once every watch has listed its kind, queue every studio (at start and on becoming

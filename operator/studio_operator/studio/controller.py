@@ -148,10 +148,6 @@ class StudioController:
         self._expired_in_burst.pop(key, None)
         return 0.0  # gone (a lookup said so, and the store now knows): Stopped in the next pass
 
-    def expiring_in_burst(self) -> bool:
-        """Pods deleted by a burst of expiries are still terminating (see `reconcile`)."""
-        return bool(self._expired_in_burst or self._after_burst)
-
     def _gone_in_burst(self, key: Key) -> bool:
         """This studio's pod, deleted by a burst of expiries, is gone: while other pods of the
         burst are still terminating, its `Stopped` waits (at most AFTER_BURST_SECONDS), so that

@@ -92,8 +92,9 @@ class StudioController:
         self._put_off.discard(key)
         if stored is None or stored["metadata"].get("deletionTimestamp"):
             self.scheduler.cancel(key)
-            self._expired_in_burst.pop(key, None)
             self._after_burst.discard(key)
+            if self._expired_in_burst.pop(key, None) is not None:
+                self._release_after_burst()  # it may have been the burst's last pod
             await self._delete_volumes(*key)
             if stored is not None:
                 await self._release_workspace(stored)
@@ -158,11 +159,17 @@ class StudioController:
         if self._expired_in_burst:
             self._after_burst.add(key)
             return True
+        self._release_after_burst()
+        return False
+
+    def _release_after_burst(self) -> None:
+        """No pod of the burst is left terminating: the held `Stopped` writes are due now."""
+        if self._expired_in_burst:
+            return
         now = time.time()
         for held in self._after_burst:
             self.scheduler.at(held, now)
         self._after_burst.clear()
-        return False
 
     def _expiring_in_burst(self, key: Key, pod: Mapping[str, Any]) -> bool:
         """The pod of this expiry was deleted under a burst and is still terminating."""

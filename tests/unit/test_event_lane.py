@@ -1,6 +1,6 @@
 """Events are best effort: at most controller.events.IN_FLIGHT are posted at a time, so that a burst of
 them (1,000 expiries) does not take the API server's throughput from the writes sessions wait for;
-every one is still posted."""
+every one is still posted, with the object's identity as it was when posted."""
 
 from __future__ import annotations
 
@@ -13,10 +13,33 @@ from studio_operator import kube
 from studio_operator.controller import events
 
 
-def test_events_are_posted_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def _studio(rv: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "studios.dev/v1alpha1",
+        "kind": "Studio",
+        "metadata": {
+            "name": "s",
+            "namespace": "n",
+            "uid": "u-1",
+            "resourceVersion": rv,
+            "labels": {"team": "a"},
+            "managedFields": [{"manager": "kubectl"}],
+        },
+    }
+
+
+async def _settle(lane: events.EventLane) -> None:
+    for _ in range(1000):
+        if not lane.waiting and not lane._tasks:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the lane never drained")
+
+
+def test_events_are_posted_a_few_at_a_time_and_all_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
     in_flight = 0
     most = 0
-    posted: list[str] = []
+    posted: list[dict[str, Any]] = []
 
     async def request(method: str, path: str, body: Any = None, **_: Any) -> dict[str, Any]:
         nonlocal in_flight, most
@@ -24,20 +47,55 @@ def test_events_are_posted_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> N
         most = max(most, in_flight)
         await asyncio.sleep(0.01)
         in_flight -= 1
-        posted.append(body["reason"])
+        posted.append(body)
         return body  # type: ignore[no-any-return]
 
     monkeypatch.setattr(kube, "request", request)
-    studio = {
-        "apiVersion": "studios.dev/v1alpha1",
-        "kind": "Studio",
-        "metadata": {"name": "s", "namespace": "n"},
-    }
 
     async def main() -> None:
         lane = events.EventLane()
-        await asyncio.gather(*(lane.send(studio, "Normal", f"R{i}", "m") for i in range(40)))
+        studio = _studio("7")
+        for i in range(40):
+            lane.post(studio, "Normal", f"R{i}", "m")
+        # the object changes after posting: the Event names it as it was
+        studio["metadata"]["resourceVersion"] = "8"
+        await _settle(lane)
+        # a later Event, once every poster is done, still goes out
+        lane.post(studio, "Warning", "Late", "m")
+        await _settle(lane)
 
     asyncio.run(main())
-    assert sorted(posted) == sorted(f"R{i}" for i in range(40))
+    assert sorted(e["reason"] for e in posted) == sorted([f"R{i}" for i in range(40)] + ["Late"])
     assert most == events.IN_FLIGHT
+    first = posted[0]["involvedObject"]
+    assert first == {
+        "apiVersion": "studios.dev/v1alpha1",
+        "kind": "Studio",
+        "name": "s",
+        "namespace": "n",
+        "uid": "u-1",
+        "resourceVersion": "7",
+    }
+    assert posted[-1]["involvedObject"]["resourceVersion"] == "8"
+    assert posted[-1]["type"] == "Warning"
+
+
+def test_an_unexpected_failure_does_not_stop_the_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    posted: list[str] = []
+
+    async def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        await asyncio.sleep(0)
+        if reason == "Boom":
+            raise RuntimeError("connection reset")
+        posted.append(reason)
+
+    monkeypatch.setattr(kube, "post_event", post_event)
+
+    async def main() -> None:
+        lane = events.EventLane(in_flight=1)
+        for reason in ("A", "Boom", "B", "C"):
+            lane.post(_studio("1"), "Normal", reason, "m")
+        await _settle(lane)
+
+    asyncio.run(main())
+    assert posted == ["A", "B", "C"]

@@ -1,36 +1,66 @@
 """The Event lane: Events are best effort and never hold up a reconcile. They are posted in the
 background, at most IN_FLIGHT at a time, so that a burst (1,000 expiries, each with an Event)
-leaves the API server's throughput to the writes that sessions wait for; every one is posted."""
+leaves the API server's throughput to the writes that sessions wait for; every one is posted.
+
+Waiting Events sit in a queue as the few fields an Event names, drained by at most IN_FLIGHT
+poster tasks: a task per Event held ≈2 KB each while it waited (a burst keeps 1,000 waiting)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from collections import deque
+from typing import Any, NamedTuple
 
 from .. import kube
 
+log = logging.getLogger(__name__)
+
 IN_FLIGHT = 4
+# the fields of the involved object that an Event records (kube.post_event)
+_IDENTITY = ("name", "namespace", "uid", "resourceVersion")
+
+
+class _Pending(NamedTuple):
+    involved: dict[str, Any]
+    type_: str
+    reason: str
+    message: str
 
 
 class EventLane:
     def __init__(self, in_flight: int = IN_FLIGHT) -> None:
         self._in_flight = in_flight
-        self._lane: asyncio.Semaphore | None = None  # made on the loop that first posts
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def send(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
-        if self._lane is None:
-            self._lane = asyncio.Semaphore(self._in_flight)
-        async with self._lane:
-            await kube.post_event(involved, type_, reason, message)
+        self._waiting: deque[_Pending] = deque()
+        self._posters = 0  # counted by hand: a finished task leaves a set only a loop turn later
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
 
     def post(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """Post in the background; a snapshot of `involved`'s identity is taken now."""
+        meta = involved["metadata"]
         snapshot = {
             "apiVersion": involved.get("apiVersion"),
             "kind": involved.get("kind"),
-            "metadata": dict(involved["metadata"]),
+            "metadata": {k: meta[k] for k in _IDENTITY if k in meta},
         }
-        task = asyncio.create_task(self.send(snapshot, type_, reason, message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._waiting.append(_Pending(snapshot, type_, reason, message))
+        if self._posters < self._in_flight:
+            self._posters += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                event = self._waiting.popleft()
+                try:
+                    await kube.post_event(event.involved, event.type_, event.reason, event.message)
+                except Exception:  # post_event logs refusals; anything else must not stop the lane
+                    log.exception("could not post event %s", event.reason)
+        finally:
+            self._posters -= 1

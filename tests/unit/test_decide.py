@@ -915,3 +915,23 @@ def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
     asyncio.run(controller.reconcile((NS, "a")))
     assert written == [("b", "Stopped"), ("a", "Stopped")]
     assert not controller._expired_in_burst and not controller._after_burst  # the burst is over
+
+
+def test_the_parsed_spec_cache_holds_one_entry_per_live_studio() -> None:
+    """A studio's spec is parsed once per generation; a new generation replaces its entry (it is
+    read again, a changed spec takes effect) and the controller drops it once the studio is gone,
+    so thousands of studios created and deleted leave nothing behind."""
+    first = studio()
+    first["metadata"]["generation"] = 1
+    assert d.decide(observed(first)).outcome.phase is not None
+    assert list(d._specs) == [(NS, NAME)]
+    second = studio(template={"image": "jupyter:5"})
+    second["metadata"]["generation"] = 2
+    d.decide(observed(second))
+    assert list(d._specs) == [(NS, NAME)]
+    uid, generation, spec = d._specs[(NS, NAME)]
+    assert (uid, generation) == (UID, 2)
+    assert isinstance(spec, StudioSpec) and spec.template.image == "jupyter:5"
+    controller = StudioController(Store(store_policy(WATCHED)), Scheduler(WorkQueue()), EventLane())
+    assert asyncio.run(controller.reconcile((NS, NAME))) is None  # not in the store: deleted
+    assert d._specs == {}

@@ -92,6 +92,8 @@ class StudioController:
         self._put_off.discard(key)
         if stored is None or stored["metadata"].get("deletionTimestamp"):
             self.scheduler.cancel(key)
+            if stored is None:
+                d.forget_spec(*key)
             self._after_burst.discard(key)
             if self._expired_in_burst.pop(key, None) is not None:
                 self._release_after_burst()  # it may have been the burst's last pod

@@ -39,13 +39,6 @@ POD = names.pod_name(NAME, UID)
 WARN = timedelta(minutes=15)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_spec_cache() -> None:
-    """The cases reuse one uid and generation for different specs, which the API server never
-    does (a spec change bumps the generation): the parsed-spec cache starts empty for each."""
-    d._specs.clear()
-
-
 def ago(**delta: float) -> str:
     return format_time(NOW - timedelta(**delta))
 
@@ -741,22 +734,21 @@ def test_pod_deletion_rechecks() -> None:
     assert d.recheck_after(running, late, NOW) is None
 
 
-def test_spec_parsed_once_per_generation() -> None:
-    """A studio is decided again on every event of its pod and status; its spec is parsed and
-    checked once per generation, and a new generation is parsed again."""
+def test_each_pass_reads_the_spec_as_stored() -> None:
+    """Nothing parsed is kept between passes (memory per studio): a spec refused by the checks is
+    reported on the pass that reads it, a valid one is parsed as is."""
     studio = {
-        "metadata": {"name": "s", "namespace": "ns", "uid": "u-cache", "generation": 1},
+        "metadata": {"name": "s", "namespace": "ns", "uid": "u-1", "generation": 1},
         "spec": {
             "computeEnvironment": "env",
             "template": {"image": "img:1", "port": 8888},
             "state": "Stopped",
         },
     }
-    first = d._check_spec(d.Observed(studio=studio, pod=None, now=datetime.now(UTC)))
-    again = d._check_spec(d.Observed(studio=studio, pod=None, now=datetime.now(UTC)))
-    assert isinstance(first, StudioSpec) and again is first
+    first = d._parse_spec(d.Observed(studio=studio, pod=None, now=datetime.now(UTC)))
+    assert isinstance(first, StudioSpec) and first.template.image == "img:1"
     changed = {**studio, "metadata": {**studio["metadata"], "generation": 2}, "spec": {"state": "Bogus"}}
-    bad = d._check_spec(d.Observed(studio=changed, pod=None, now=datetime.now(UTC)))
+    bad = d._parse_spec(d.Observed(studio=changed, pod=None, now=datetime.now(UTC)))
     assert isinstance(bad, d.Outcome) and bad.reason == "InvalidSpec"
 
 
@@ -810,7 +802,6 @@ def test_a_burst_puts_off_the_rest_of_a_start_once() -> None:
     assert not controller._put_off_start(("other", "s"), observed_, plan)
     backlog[0] = True
     assert controller._put_off_start(("other", "s"), observed_, plan)
-    d._specs.clear()  # same uid and generation, another spec (see _fresh_spec_cache)
     stopped = controller.observe(copy.deepcopy(studio("Stopped", status={"phase": "Stopped"})))
     assert not controller._put_off_start(("other", "t"), stopped, d.decide(stopped))
 
@@ -917,26 +908,6 @@ def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
     asyncio.run(controller.reconcile((NS, "a")))
     assert written == [("b", "Stopped"), ("a", "Stopped")]
     assert not controller._expired_in_burst and not controller._after_burst  # the burst is over
-
-
-def test_the_parsed_spec_cache_holds_one_entry_per_live_studio() -> None:
-    """A studio's spec is parsed once per generation; a new generation replaces its entry (it is
-    read again, a changed spec takes effect) and the controller drops it once the studio is gone,
-    so thousands of studios created and deleted leave nothing behind."""
-    first = studio()
-    first["metadata"]["generation"] = 1
-    assert d.decide(observed(first)).outcome.phase is not None
-    assert list(d._specs) == [(NS, NAME)]
-    second = studio(template={"image": "jupyter:5"})
-    second["metadata"]["generation"] = 2
-    d.decide(observed(second))
-    assert list(d._specs) == [(NS, NAME)]
-    uid, generation, spec = d._specs[(NS, NAME)]
-    assert (uid, generation) == (UID, 2)
-    assert isinstance(spec, StudioSpec) and spec.template.image == "jupyter:5"
-    controller = StudioController(Store(store_policy(WATCHED)), Scheduler(WorkQueue()), EventLane())
-    assert asyncio.run(controller.reconcile((NS, NAME))) is None  # not in the store: deleted
-    assert d._specs == {}
 
 
 def test_burst_passes_for_an_unchanged_studio_decide_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -137,8 +137,6 @@ class StudioController:
         """The studio is deleted (None) or being deleted: forget it, finish what the deletion
         leaves to the operator (cluster-scoped volumes, a retained workspace, the finalizer)."""
         self.scheduler.cancel(key)
-        if stored is None:
-            d.forget_spec(*key)
         self._after_burst.discard(key)
         if self._expired_in_burst.pop(key, None) is not None:
             self._release_after_burst()  # it may have been the burst's last pod

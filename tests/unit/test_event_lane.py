@@ -99,3 +99,37 @@ def test_an_unexpected_failure_does_not_stop_the_lane(monkeypatch: pytest.Monkey
 
     asyncio.run(main())
     assert posted == ["A", "B", "C"]
+
+
+def test_shutdown_gives_waiting_events_a_bounded_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graceful shutdown (rolling update) posts what is waiting, within a bound: a burst's
+    SessionExpired Events are not dropped, and an API server that never answers does not hold
+    the shutdown."""
+    posted: list[str] = []
+    hang = asyncio.Event()
+
+    async def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        if reason == "Hang":
+            await hang.wait()
+        await asyncio.sleep(0.01)
+        posted.append(reason)
+
+    monkeypatch.setattr(kube, "post_event", post_event)
+
+    async def main() -> tuple[int, int]:
+        lane = events.EventLane(in_flight=2)
+        for i in range(10):
+            lane.post(_studio("1"), "Normal", f"E{i}", "m")
+        drained = await lane.flush(timeout=5)
+        lane.post(_studio("1"), "Normal", "Hang", "m")
+        lane.post(_studio("1"), "Normal", "Last", "m")
+        left = await lane.flush(timeout=0.2)
+        hang.set()
+        await _settle(lane)
+        return drained, left
+
+    drained, left = asyncio.run(main())
+    assert drained == 0
+    assert left == 1  # "Hang" still in flight; "Last" went out through the other poster
+    assert sorted(posted[:10]) == sorted(f"E{i}" for i in range(10))
+    assert "Last" in posted

@@ -596,3 +596,25 @@ async def q_get(queue: WorkQueue) -> Key:
     key = await asyncio.wait_for(queue.get(), 1)
     queue.done(key)
     return key
+
+
+def test_stopping_the_runtime_posts_the_waiting_events(monkeypatch: Any) -> None:
+    """The operator's cleanup (SIGTERM) stops the workers, then lets the Event lane drain."""
+    from studio_operator import kube
+
+    posted: list[str] = []
+
+    async def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        await asyncio.sleep(0.02)
+        posted.append(reason)
+
+    monkeypatch.setattr(kube, "post_event", post_event)
+    _, _, runtime = wired()
+
+    async def main() -> None:
+        for i in range(12):
+            runtime.events.post(body("s", "1") | {"kind": "Studio"}, "Normal", f"E{i}", "m")
+        await runtime.stop()
+
+    run(main)
+    assert sorted(posted) == sorted(f"E{i}" for i in range(12))

@@ -54,6 +54,18 @@ class EventLane:
     def waiting(self) -> int:
         return len(self._waiting)
 
+    async def flush(self, timeout: float) -> int:
+        """On shutdown, once nothing posts any more: give the waiting Events up to `timeout`
+        seconds to go out (a rolling update must not drop a burst's `SessionExpired` Events).
+        Returns how many were left."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (self._waiting or self._posters) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        left = len(self._waiting) + self._posters
+        if left:
+            log.warning("shutting down with %d Events not posted", left)
+        return left
+
     async def _drain(self) -> None:
         try:
             while self._waiting:

@@ -21,6 +21,9 @@ from .resync import Resync
 from .store import Body, Key, Store
 from .watch import Reflector
 
+# at shutdown, how long waiting Events may take to go out (well within the pod's grace period)
+EVENT_FLUSH_SECONDS = 5.0
+
 log = logging.getLogger(__name__)
 
 
@@ -105,3 +108,4 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.events.flush(EVENT_FLUSH_SECONDS)  # the workers are gone: no new ones

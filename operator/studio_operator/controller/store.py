@@ -7,6 +7,7 @@ policy (`StorePolicy`): the store itself knows no kinds.
 from __future__ import annotations
 
 import json
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -71,7 +72,8 @@ class _Entry:
         meta = body.get("metadata") or {}
         self.uid: str | None = meta.get("uid")
         self.rv: str | None = meta.get("resourceVersion")
-        self.tally: str | None = policy.tally(kind, body) if policy.tally is not None else None
+        tally = policy.tally(kind, body) if policy.tally is not None else None
+        self.tally: str | None = sys.intern(tally) if tally else tally  # a few values, shared
         kept = policy.slim(kind, without_unread(body))
         self.body: Body | None = None
         self.raw: bytes | None = None
@@ -107,7 +109,8 @@ class Store:
         meta = body.get("metadata") or {}
         if meta.get("uid") in self._gone:
             return False
-        key = (meta.get("namespace") or "", meta["name"])
+        # one string per namespace, not one per object (thousands of keys share a few namespaces)
+        key = (sys.intern(meta.get("namespace") or ""), meta["name"])
         current = self._objects[kind].get(key)
         if (
             current is not None

@@ -30,7 +30,7 @@ from studio_operator.resources.inputs import gather_inputs
 from studio_operator.resources.lifespan import format_time
 from studio_operator.resources.session import environment_hash
 from studio_operator.studio import decide as d
-from studio_operator.studio.controller import AFTER_BURST_SECONDS, BurstMark, StudioController
+from studio_operator.studio.controller import AFTER_BURST_SECONDS, StudioController
 from studio_operator.studio.watched import WATCHED
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -844,7 +844,7 @@ def test_a_pod_deleted_by_a_burst_expiry_is_waited_for_without_a_stopping_write(
         await asyncio.gather(*controller.events._tasks)  # the Events it posted in the background
         return again
 
-    controller._expired_in_burst[key] = BurstMark("pod-uid", "10")
+    controller._expired_in_burst[key] = "pod-uid"
     assert asyncio.run(pass_()) == 10.0
     assert written == []
     store.remove("pods", (NS, POD), "pod-uid")
@@ -856,7 +856,7 @@ def test_a_pod_deleted_by_a_burst_expiry_is_waited_for_without_a_stopping_write(
     body["metadata"]["resourceVersion"] = "100"  # the studio again, Running (a newer version)
     store.put("studios", body)
     store.put("pods", pod(created=started, meta={"deletionTimestamp": grace_ends, "uid": "pod-uid-2"}))
-    controller._expired_in_burst[key] = BurstMark("pod-uid", "100")  # an earlier session's pod: not this one
+    controller._expired_in_burst[key] = "pod-uid"  # an earlier session's pod: not this one
     asyncio.run(pass_())
     assert written == ["Stopping", "SessionExpired"]
 
@@ -895,9 +895,7 @@ def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
         body["metadata"].update(name=name, uid=f"u{name}")
         bodies[name] = body
         store.put("studios", body)
-        controller._expired_in_burst[(NS, name)] = BurstMark(
-            f"pod-{name}", "10"
-        )  # deleted by the burst, gone since
+        controller._expired_in_burst[(NS, name)] = f"pod-{name}"  # deleted by the burst, gone since
 
     assert asyncio.run(controller.reconcile((NS, "a"))) == AFTER_BURST_SECONDS
     assert written == []  # b's pod is still terminating
@@ -908,43 +906,3 @@ def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
     asyncio.run(controller.reconcile((NS, "a")))
     assert written == [("b", "Stopped"), ("a", "Stopped")]
     assert not controller._expired_in_burst and not controller._after_burst  # the burst is over
-
-
-def test_burst_passes_for_an_unchanged_studio_decide_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The passes a burst-deleted pod's own events bring (updates while it terminates, its
-    removal) answer without a decision while the studio is as it was; a changed studio is decided
-    again. kube is not configured here: any write would raise."""
-    decisions: list[str] = []
-    real_decide = d.decide
-
-    def counting_decide(observed: d.Observed) -> d.Plan:
-        decisions.append(observed.meta["name"])
-        return real_decide(observed)
-
-    monkeypatch.setattr(d, "decide", counting_decide)
-    store = Store(store_policy(WATCHED))
-    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
-    real_now = datetime.now(UTC)
-    started = format_time(real_now - timedelta(hours=9))
-    body = studio(status={"phase": "Running", "session": session(started)})
-    store.put("studios", body)
-    grace_ends = format_time(real_now + timedelta(seconds=30))
-    store.put("pods", pod(created=started, meta={"deletionTimestamp": grace_ends}))
-    controller = StudioController(store, Scheduler(WorkQueue()), EventLane(), backlog=lambda: False)
-    key = (NS, NAME)
-    controller._expired_in_burst[key] = BurstMark("pod-uid", "10")
-    controller._expired_in_burst[(NS, "other")] = BurstMark("pod-other", "10")  # still terminating
-
-    assert asyncio.run(controller.reconcile(key)) == 10.0  # its pod terminates: look again later
-    assert decisions == []
-    changed = copy.deepcopy(body)
-    changed["metadata"]["resourceVersion"] = "11"  # e.g. a label added meanwhile
-    store.put("studios", changed)
-    assert asyncio.run(controller.reconcile(key)) == 10.0  # the same answer, decided
-    assert decisions == [NAME]
-    store.put("studios", body | {"metadata": {**body["metadata"], "resourceVersion": "12"}})
-    controller._expired_in_burst[key] = BurstMark("pod-uid", "12")
-    store.remove("pods", (NS, POD), "pod-uid")
-    assert asyncio.run(controller.reconcile(key)) == AFTER_BURST_SECONDS  # held behind "other"
-    assert decisions == [NAME]
-    assert key in controller._after_burst

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from .. import kube, metrics
 from ..api.common import (
@@ -53,13 +53,6 @@ class RetryLater(Exception):
     """Not an error: the reconcile waits for something asynchronous and looks again soon."""
 
 
-class BurstMark(NamedTuple):
-    """A pod deleted by a burst of expiries, and the studio's resourceVersion at that time."""
-
-    pod_uid: str
-    studio_rv: str | None
-
-
 class StudioController:
     def __init__(
         self,
@@ -73,7 +66,7 @@ class StudioController:
         self.events = events
         self.backlog = backlog  # other studios wait for a worker
         self._put_off: set[Key] = set()  # studios whose pass was put off once (see _put_off_start)
-        self._expired_in_burst: dict[Key, BurstMark] = {}  # the pods a burst of expiries deleted
+        self._expired_in_burst: dict[Key, str] = {}  # the uid of the pod a burst expiry deleted
         self._after_burst: set[Key] = set()  # pods gone, Stopped held until the burst's end
 
     # ------------------------------------------------------------------ entry point
@@ -98,11 +91,15 @@ class StudioController:
         put_off = key in self._put_off
         self._put_off.discard(key)
         if stored is None or stored["metadata"].get("deletionTimestamp"):
-            await self._studio_gone(key, stored)
+            self.scheduler.cancel(key)
+            self._after_burst.discard(key)
+            if self._expired_in_burst.pop(key, None) is not None:
+                self._release_after_burst()  # it may have been the burst's last pod
+            await self._delete_volumes(*key)
+            if stored is not None:
+                await self._release_workspace(stored)
+                await self._remove_finalizer(stored)
             return None
-        waiting = self._waiting_in_burst(key, stored)
-        if waiting is not None:
-            return waiting
         # A private copy of the parts this pass updates after its own writes (resourceVersion,
         # status, annotations), so that later writes in the same pass are checked against them.
         body = {**stored, "metadata": dict(stored["metadata"])}
@@ -133,18 +130,6 @@ class StudioController:
         self._schedule(key, plan)
         return d.recheck_after(plan.outcome, self._pod_of(body), ls.now())
 
-    async def _studio_gone(self, key: Key, stored: dict[str, Any] | None) -> None:
-        """The studio is deleted (None) or being deleted: forget it, finish what the deletion
-        leaves to the operator (cluster-scoped volumes, a retained workspace, the finalizer)."""
-        self.scheduler.cancel(key)
-        self._after_burst.discard(key)
-        if self._expired_in_burst.pop(key, None) is not None:
-            self._release_after_burst()  # it may have been the burst's last pod
-        await self._delete_volumes(*key)
-        if stored is not None:
-            await self._release_workspace(stored)
-            await self._remove_finalizer(stored)
-
     async def _burst_expiry(self, key: Key, observed: d.Observed, plan: d.Plan) -> float | None:
         """A burst of expiries (other studios wait for a worker): the pods go first (what frees
         the resources, and what each Stopped waits for). The pass deletes the pod and nothing
@@ -159,9 +144,7 @@ class StudioController:
         if not d.expires_pod(plan) or not (self.backlog() or self._expiring_in_burst(key, pod)):
             return None
         if await self._delete_pod(dict(pod)):
-            self._expired_in_burst[key] = BurstMark(
-                pod["metadata"]["uid"], observed.meta.get("resourceVersion")
-            )
+            self._expired_in_burst[key] = pod["metadata"]["uid"]
             return EXPIRY_RECHECK_SECONDS
         self._expired_in_burst.pop(key, None)
         return 0.0  # gone (a lookup said so, and the store now knows): Stopped in the next pass
@@ -191,21 +174,7 @@ class StudioController:
     def _expiring_in_burst(self, key: Key, pod: Mapping[str, Any]) -> bool:
         """The pod of this expiry was deleted under a burst and is still terminating."""
         meta = pod["metadata"]
-        mark = self._expired_in_burst.get(key)
-        return bool(meta.get("deletionTimestamp")) and mark is not None and mark.pod_uid == meta["uid"]
-
-    def _waiting_in_burst(self, key: Key, stored: Mapping[str, Any]) -> float | None:
-        """The passes brought by a burst-deleted pod's own events (its updates while it terminates,
-        its removal) while the studio is as it was: the answer of `_burst_expiry` without a
-        decision (each costs ≈1 ms of CPU, 2-3 per expiry, while the API server needs the CPU
-        for the deletions). A changed studio gets the ordinary pass. None: decide as usual."""
-        mark = self._expired_in_burst.get(key)
-        if mark is None or mark.studio_rv != stored["metadata"].get("resourceVersion"):
-            return None
-        pod = self._pod_of(stored)
-        if pod is None:
-            return AFTER_BURST_SECONDS if self._gone_in_burst(key) else None
-        return EXPIRY_RECHECK_SECONDS if self._expiring_in_burst(key, pod) else None
+        return bool(meta.get("deletionTimestamp")) and self._expired_in_burst.get(key) == meta["uid"]
 
     def _put_off_start(self, key: Key, observed: d.Observed, plan: d.Plan) -> bool:
         """Under a burst (other studios wait for a worker), pods first: a pass that just created a

@@ -64,6 +64,7 @@ class EventLane:
         left = len(self._waiting) + self._posters
         if left:
             log.warning("shutting down with %d Events not posted", left)
+            self._waiting.clear()  # abandoned: the posters stop after the request they are in
         return left
 
     async def _drain(self) -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from studio_operator import kube
 from studio_operator.controller import LATER, Key, Later, Runtime, Scheduler, Store, WorkQueue, run_workers
 from studio_operator.controller.kinds import store_policy
 from studio_operator.studio.watched import PRIMARY, WATCHED
@@ -600,8 +601,6 @@ async def q_get(queue: WorkQueue) -> Key:
 
 def test_stopping_the_runtime_posts_the_waiting_events(monkeypatch: Any) -> None:
     """The operator's cleanup (SIGTERM) stops the workers, then lets the Event lane drain."""
-    from studio_operator import kube
-
     posted: list[str] = []
 
     async def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:

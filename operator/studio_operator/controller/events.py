@@ -58,9 +58,8 @@ class EventLane:
         """On shutdown, once nothing posts any more: give the waiting Events up to `timeout`
         seconds to go out (a rolling update must not drop a burst's `SessionExpired` Events).
         Returns how many were left."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (self._waiting or self._posters) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        if self._tasks:  # each poster drains the queue before it ends
+            await asyncio.wait(set(self._tasks), timeout=timeout)
         left = len(self._waiting) + self._posters
         if left:
             log.warning("shutting down with %d Events not posted", left)

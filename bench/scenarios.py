@@ -1100,6 +1100,7 @@ class Bench:
         d_prep, d_exp = delta(before, mid), delta(mid, after)
         result = {
             "studios": len(names),
+            "deadline": deadline,
             "lead_s": round(deadline - t_patch, 1),
             "backdate_requests_s": rnd(patched_s),
             "prepared_before_deadline": prepared,

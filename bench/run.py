@@ -137,6 +137,14 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
         help="no baseline after the operator above this N: with 10,000 pods already in the cluster "
         "it is the longest phase of a run (7 min at 5,000 on 2 CPUs) [BENCH_BRACKET_MAX]",
     )
+    p.add_argument(
+        "--no-connect-grant",
+        dest="connect_grant",
+        action="store_false",
+        default=env("BENCH_CONNECT_GRANT", "1") not in ("", "0"),
+        help="grant studios-connect to nobody in the operator's namespaces (default: to one group, "
+        "as in a team's namespace, so that every studio has a connect RoleBinding) [BENCH_CONNECT_GRANT=0]",
+    )
     p.add_argument("--no-plot", dest="plot", action="store_false")
     p.add_argument("--no-history", dest="history", action="store_false")
     p.add_argument("--keep", action="store_true", help="leave the run's objects in place")
@@ -173,6 +181,7 @@ def parse(argv: Sequence[str]) -> tuple[Config, bool, Path | None]:
         label=a.label,
         history=a.history,
         keep=a.keep,
+        connect_grant=a.connect_grant,
     )
     return cfg, a.cleanup, a.render
 

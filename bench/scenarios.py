@@ -79,6 +79,7 @@ class Config:
     label: str
     history: bool
     keep: bool
+    connect_grant: bool = True
 
 
 def bracketed(cfg: Config, n: int) -> bool:
@@ -529,6 +530,28 @@ class Bench:
                 "subjects": [{"kind": "ServiceAccount", "namespace": self.system_ns, "name": "operator"}],
             },
         )
+        if self.cfg.connect_grant:
+            # as in a team's namespace: someone may connect, so each studio has a RoleBinding too
+            await self.api.create(
+                api_path(rbac, "rolebindings", name),
+                {
+                    "apiVersion": rbac,
+                    "kind": "RoleBinding",
+                    "metadata": {"name": "studio-bench-team-connect"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": "studios-connect",
+                    },
+                    "subjects": [
+                        {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "Group",
+                            "name": "studio-bench-team",
+                        }
+                    ],
+                },
+            )
         await self.api.create(
             api_path(GROUP_VERSION, "computeenvironments", name),
             {
@@ -1225,6 +1248,7 @@ class Bench:
                 "exclusive_wait": cfg.exclusive_wait,
                 "bracket": cfg.bracket,
                 "bracket_max": cfg.bracket_max,
+                "connect_grant": cfg.connect_grant,
                 "label": cfg.label,
             },
         }

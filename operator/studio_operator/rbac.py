@@ -323,7 +323,7 @@ def _normalize(subject: Mapping[str, Any], default_namespace: str | None) -> dic
     return None
 
 
-def _grants_connect(binding: Mapping[str, Any]) -> bool:
+def grants_connect(binding: Mapping[str, Any]) -> bool:
     ref = binding.get("roleRef") or {}
     return bool(ref.get("kind") == "ClusterRole" and ref.get("name") in CONNECT_ROLES)
 
@@ -349,7 +349,7 @@ def connect_subjects(
             sources.append((rb, namespace))
     sources += [(crb, None) for crb in clusterrolebindings]
     for binding, default_ns in sources:
-        if not _grants_connect(binding):
+        if not grants_connect(binding):
             continue
         for subject in binding.get("subjects") or []:
             norm = _normalize(subject, default_ns)

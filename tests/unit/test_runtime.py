@@ -516,6 +516,54 @@ def test_store_session_objects_keep_metadata_only() -> None:
     assert store.get("rolebindings", ("ns", "ub")) == user_binding
 
 
+def test_a_pass_scans_the_bindings_that_grant_connect_not_each_studios_own() -> None:
+    """Who may connect is read on every pass from the bindings of the namespace. Each studio has a
+    connect RoleBinding of its own (thousands in a team's namespace); the store keeps the few
+    that grant studios-connect or above apart, so a pass reads those alone, and follows a binding
+    that starts or stops granting (roleRef is immutable, but a namesake may replace it)."""
+    store = studio_store()
+    managed = {"app.kubernetes.io/managed-by": "studio-operator"}
+    connect = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "studios-connect"}
+    for i in range(50):  # the studios' own bindings
+        store.put(
+            "rolebindings",
+            {
+                "metadata": {**body(f"s{i}-connect", "1")["metadata"], "labels": managed},
+                "roleRef": {"kind": "Role", "name": f"s{i}-connect"},
+                "subjects": [{"kind": "User", "name": "ann"}],
+            },
+        )
+    team = {
+        "metadata": body("team", "1")["metadata"],
+        "roleRef": connect,
+        "subjects": [{"kind": "User", "name": "bo"}],
+    }
+    store.put("rolebindings", team)
+    store.put("rolebindings", {**team, "metadata": body("elsewhere", "1", ns="other")["metadata"]})
+    store.put(
+        "rolebindings",
+        {"metadata": body("view", "1")["metadata"], "roleRef": {"kind": "ClusterRole", "name": "view"}},
+    )
+    assert [b["metadata"]["name"] for b in store.scan("rolebindings", "ns")] == ["team"]
+    assert len(list(store.items("rolebindings", "ns"))) == 52  # all are still stored
+    admin = {**connect, "name": "studios-admin"}
+    store.put("rolebindings", {**team, "metadata": body("admins", "1", uid="u3")["metadata"], "roleRef": admin})
+    assert [b["metadata"]["name"] for b in store.scan("rolebindings", "ns")] == ["admins", "team"]
+    store.put(
+        "rolebindings",
+        {
+            **team,
+            "metadata": body("team", "2", uid="u2")["metadata"],
+            "roleRef": {"kind": "ClusterRole", "name": "view"},
+        },
+    )
+    store.remove("rolebindings", ("ns", "admins"))
+    assert store.scan("rolebindings", "ns") == []
+    store.put("clusterrolebindings", {**team, "metadata": body("all", "1", uid="u4", ns="")["metadata"]})
+    assert [b["metadata"]["name"] for b in store.scan("clusterrolebindings", "")] == ["all"]
+    assert [b["metadata"]["name"] for b in store.scan("pods", "ns")] == []  # no rule: all of the kind
+
+
 def test_store_compact_kinds_hand_out_copies() -> None:
     """Studios, pods, Services and Roles are kept as compact JSON: a body read from the store is
     the caller's own, so changing it cannot change what other passes read."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +51,13 @@ class StorePolicy:
     """`slim(kind, body)`: what is kept of a body (after managedFields are dropped; never written
     back). `compact`: kinds kept as compact JSON (many objects read by key: a parsed body costs
     5-8 KB of Python objects, its JSON 1-1.5 KB). `tally(kind, body)`: a value counted per kind
-    without parsing bodies (e.g. a phase)."""
+    without parsing bodies (e.g. a phase). `scanned[kind](body)`: whether a reconcile scans the
+    object (`Store.scan`); a kind without a rule is scanned whole."""
 
     slim: Callable[[str, Body], Body] = _same
     compact: frozenset[str] = field(default_factory=frozenset)
     tally: Callable[[str, Body], str | None] | None = None
+    scanned: Mapping[str, Callable[[Body], bool]] = field(default_factory=dict)
 
 
 GONE_MAX = 50_000  # uids of deleted objects remembered (a uid is ≈40 bytes)
@@ -99,6 +101,8 @@ class Store:
         self.policy = policy or StorePolicy()
         self._objects: dict[str, dict[Key, _Entry]] = defaultdict(dict)
         self._by_ns: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        # per kind with a scan rule: the names (per namespace) of the objects a reconcile scans
+        self._scanned: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         # uids of objects seen deleted: a write's answer that arrives after its object's DELETED
         # event (a pod kwok or a kubelet removes at once) must not bring the object back.
         self._gone: dict[str, None] = {}
@@ -120,6 +124,12 @@ class Store:
             return False
         self._objects[kind][key] = _Entry(kind, body, self.policy)
         self._by_ns[kind][key[0]].add(key[1])
+        rule = self.policy.scanned.get(kind)
+        if rule is not None:
+            if rule(body):
+                self._scanned[kind][key[0]].add(key[1])
+            else:
+                self._scanned[kind][key[0]].discard(key[1])
         return True
 
     def holds(self, kind: str, body: Body) -> bool:
@@ -141,6 +151,8 @@ class Store:
             return  # a newer namesake already replaced it
         del self._objects[kind][key]
         self._by_ns[kind][key[0]].discard(key[1])
+        if kind in self.policy.scanned:
+            self._scanned[kind][key[0]].discard(key[1])
 
     def _bury(self, uid: str | None) -> None:
         if uid:
@@ -166,6 +178,15 @@ class Store:
         return [
             ((namespace, n), self._objects[kind][(namespace, n)].load()) for n in self.names(kind, namespace)
         ]
+
+    def scan(self, kind: str, namespace: str) -> list[Body]:
+        """The bodies a reconcile scans in a namespace: those the kind's scan rule selects, kept
+        apart as they are stored (e.g. the few bindings that grant a role, not one per studio:
+        a pass stays O(grants), not O(studios in the namespace))."""
+        if kind not in self.policy.scanned:
+            return [body for _, body in self.items(kind, namespace)]
+        names = sorted(self._scanned[kind].get(namespace, ()))
+        return [self._objects[kind][(namespace, n)].load() for n in names]
 
     def versions(self, kind: str) -> list[tuple[Key, str | None, int]]:
         """(key, uid, resourceVersion) of every stored object of a kind, without parsing bodies."""

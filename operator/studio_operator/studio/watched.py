@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from ..api.common import API_VERSION, MANAGED_BY_KEY, MANAGED_BY_VALUE, NAMESPACE_LABEL, STUDIO_LABEL
 from ..controller import Body, Key, Store, WatchedKind
-from ..rbac import CONNECT_ROLES, RBAC_API_VERSION
+from ..rbac import RBAC_API_VERSION, grants_connect
 
 MANAGED = {MANAGED_BY_KEY: MANAGED_BY_VALUE}
 
@@ -58,13 +58,13 @@ def _session_object(_store: Store, body: Body, deleted: bool) -> list[Key]:
 def _rolebinding(store: Store, body: Body, deleted: bool) -> list[Key]:
     if _managed(body):
         return _owner(body) if deleted else []
-    if (body.get("roleRef") or {}).get("name") in CONNECT_ROLES:  # who may connect changed
+    if grants_connect(body):  # who may connect changed
         return _studios_in(store, _where(body)[0], _running)
     return []
 
 
 def _clusterrolebinding(store: Store, body: Body, _deleted: bool) -> list[Key]:
-    if (body.get("roleRef") or {}).get("name") in CONNECT_ROLES:
+    if grants_connect(body):
         return [k for k, b in store.items("studios") if _running(b)]
     return []
 
@@ -136,6 +136,7 @@ WATCHED = [
         None,
         _rolebinding,
         slim=_slim_session_object,
+        scanned=grants_connect,  # a pass reads who may connect, not each studio's own binding
     ),
     WatchedKind(
         "clusterrolebinding",
@@ -144,6 +145,7 @@ WATCHED = [
         "ClusterRoleBinding",
         None,
         _clusterrolebinding,
+        scanned=grants_connect,
     ),
 ]
 PRIMARY = "studios"  # the kind the workers reconcile

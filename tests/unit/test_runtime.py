@@ -12,7 +12,7 @@ from typing import Any
 from studio_operator import kube
 from studio_operator.controller import LATER, Key, Later, Runtime, Scheduler, Store, WorkQueue, run_workers
 from studio_operator.controller.kinds import store_policy
-from studio_operator.studio.watched import PRIMARY, WATCHED
+from studio_operator.studio.watched import GRANTS, PRIMARY, WATCHED, volumes_of
 
 
 def studio_store() -> Store:
@@ -544,11 +544,13 @@ def test_a_pass_scans_the_bindings_that_grant_connect_not_each_studios_own() -> 
         "rolebindings",
         {"metadata": body("view", "1")["metadata"], "roleRef": {"kind": "ClusterRole", "name": "view"}},
     )
-    assert [b["metadata"]["name"] for b in store.scan("rolebindings", "ns")] == ["team"]
+    assert [b["metadata"]["name"] for b in store.group("rolebindings", "ns", GRANTS)] == ["team"]
     assert len(list(store.items("rolebindings", "ns"))) == 52  # all are still stored
     admin = {**connect, "name": "studios-admin"}
-    store.put("rolebindings", {**team, "metadata": body("admins", "1", uid="u3")["metadata"], "roleRef": admin})
-    assert [b["metadata"]["name"] for b in store.scan("rolebindings", "ns")] == ["admins", "team"]
+    store.put(
+        "rolebindings", {**team, "metadata": body("admins", "1", uid="u3")["metadata"], "roleRef": admin}
+    )
+    assert [b["metadata"]["name"] for b in store.group("rolebindings", "ns", GRANTS)] == ["admins", "team"]
     store.put(
         "rolebindings",
         {
@@ -558,10 +560,50 @@ def test_a_pass_scans_the_bindings_that_grant_connect_not_each_studios_own() -> 
         },
     )
     store.remove("rolebindings", ("ns", "admins"))
-    assert store.scan("rolebindings", "ns") == []
+    assert store.group("rolebindings", "ns", GRANTS) == []
     store.put("clusterrolebindings", {**team, "metadata": body("all", "1", uid="u4", ns="")["metadata"]})
-    assert [b["metadata"]["name"] for b in store.scan("clusterrolebindings", "")] == ["all"]
-    assert [b["metadata"]["name"] for b in store.scan("pods", "ns")] == []  # no rule: all of the kind
+    assert [b["metadata"]["name"] for b in store.group("clusterrolebindings", "", GRANTS)] == ["all"]
+
+
+def test_a_pass_reads_its_studios_volumes_not_every_volume() -> None:
+    """Data PersistentVolumes (cluster-scoped) and data claims are one or more per studio: a pass
+    reads its studio's, as the labels name them, and follows relabelling and deletion."""
+    store = studio_store()
+
+    def pv(name: str, ns: str, studio: str, uid: str) -> dict[str, Any]:
+        labels = {
+            "studios.dev/namespace": ns,
+            "studios.dev/studio": studio,
+            "app.kubernetes.io/managed-by": "studio-operator",
+        }
+        return {"metadata": {**body(name, "1", uid=uid, ns="")["metadata"], "labels": labels}}
+
+    for i in range(30):
+        store.put("persistentvolumes", pv(f"pv-{i}", "ns", f"s{i % 10}", f"v{i}"))
+    store.put("persistentvolumes", pv("pv-other", "other", "s1", "vo"))
+    names = [b["metadata"]["name"] for b in store.group("persistentvolumes", "", volumes_of("ns", "s1"))]
+    assert names == ["pv-1", "pv-11", "pv-21"]
+    store.remove("persistentvolumes", ("", "pv-11"))
+    store.put(
+        "persistentvolumes",
+        {
+            **pv("pv-21", "ns", "s2", "v21"),
+            "metadata": {**pv("pv-21", "ns", "s2", "v21")["metadata"], "resourceVersion": "2"},
+        },
+    )
+    assert [b["metadata"]["name"] for b in store.group("persistentvolumes", "", volumes_of("ns", "s1"))] == [
+        "pv-1"
+    ]
+    data = {"studios.dev/studio": "s1", "studios.dev/data-link": "raw"}
+    store.put(
+        "persistentvolumeclaims", {"metadata": {**body("s1-raw", "1", uid="c1")["metadata"], "labels": data}}
+    )
+    workspace = {"studios.dev/studio": "s1"}
+    store.put(
+        "persistentvolumeclaims",
+        {"metadata": {**body("s1-workspace", "1", uid="c2")["metadata"], "labels": workspace}},
+    )
+    assert [c["metadata"]["name"] for c in store.group("persistentvolumeclaims", "ns", "s1")] == ["s1-raw"]
 
 
 def test_store_compact_kinds_hand_out_copies() -> None:

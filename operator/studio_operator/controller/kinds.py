@@ -28,7 +28,7 @@ class WatchedKind:
     compact: bool = False  # kept as compact JSON (many objects, read by key)
     slim: Callable[[Body], Body] | None = None  # what of a body is kept (never written back)
     tally: Callable[[Body], str | None] | None = None  # counted without parsing bodies
-    scanned: Callable[[Body], bool] | None = None  # what a reconcile scans (default: all)
+    group_of: Callable[[Body], str | None] | None = None  # what a reconcile reads together (Store.group)
 
     @property
     def group(self) -> str:
@@ -60,5 +60,5 @@ def store_policy(kinds: Sequence[WatchedKind]) -> StorePolicy:
         slim=slim,
         compact=frozenset(k.plural for k in kinds if k.compact),
         tally=tally if any(k.tally for k in kinds) else None,
-        scanned={k.plural: k.scanned for k in kinds if k.scanned is not None},
+        groups={k.plural: k.group_of for k in kinds if k.group_of is not None},
     )

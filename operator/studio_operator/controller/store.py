@@ -51,13 +51,13 @@ class StorePolicy:
     """`slim(kind, body)`: what is kept of a body (after managedFields are dropped; never written
     back). `compact`: kinds kept as compact JSON (many objects read by key: a parsed body costs
     5-8 KB of Python objects, its JSON 1-1.5 KB). `tally(kind, body)`: a value counted per kind
-    without parsing bodies (e.g. a phase). `scanned[kind](body)`: whether a reconcile scans the
-    object (`Store.scan`); a kind without a rule is scanned whole."""
+    without parsing bodies (e.g. a phase). `groups[kind](body)`: the group of an object within its
+    namespace, or None; a reconcile reads a group (`Store.group`) instead of scanning the kind."""
 
     slim: Callable[[str, Body], Body] = _same
     compact: frozenset[str] = field(default_factory=frozenset)
     tally: Callable[[str, Body], str | None] | None = None
-    scanned: Mapping[str, Callable[[Body], bool]] = field(default_factory=dict)
+    groups: Mapping[str, Callable[[Body], str | None]] = field(default_factory=dict)
 
 
 GONE_MAX = 50_000  # uids of deleted objects remembered (a uid is ≈40 bytes)
@@ -101,8 +101,9 @@ class Store:
         self.policy = policy or StorePolicy()
         self._objects: dict[str, dict[Key, _Entry]] = defaultdict(dict)
         self._by_ns: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        # per kind with a scan rule: the names (per namespace) of the objects a reconcile scans
-        self._scanned: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        # per kind with groups: the names in each (namespace, group), and each object's group
+        self._groups: dict[str, dict[Key, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self._group_of: dict[str, dict[Key, str]] = defaultdict(dict)
         # uids of objects seen deleted: a write's answer that arrives after its object's DELETED
         # event (a pod kwok or a kubelet removes at once) must not bring the object back.
         self._gone: dict[str, None] = {}
@@ -124,13 +125,24 @@ class Store:
             return False
         self._objects[kind][key] = _Entry(kind, body, self.policy)
         self._by_ns[kind][key[0]].add(key[1])
-        rule = self.policy.scanned.get(kind)
+        rule = self.policy.groups.get(kind)
         if rule is not None:
-            if rule(body):
-                self._scanned[kind][key[0]].add(key[1])
-            else:
-                self._scanned[kind][key[0]].discard(key[1])
+            self._regroup(kind, key, rule(body))
         return True
+
+    def _regroup(self, kind: str, key: Key, group: str | None) -> None:
+        before = self._group_of[kind].get(key)
+        if before == group:
+            return
+        if before is not None:
+            self._groups[kind][(key[0], before)].discard(key[1])
+            if not self._groups[kind][(key[0], before)]:
+                del self._groups[kind][(key[0], before)]
+        if group is None:
+            del self._group_of[kind][key]
+        else:
+            self._group_of[kind][key] = group
+            self._groups[kind][(key[0], group)].add(key[1])
 
     def holds(self, kind: str, body: Body) -> bool:
         """True when this very version (same uid and resourceVersion) is stored already: the watch
@@ -151,8 +163,8 @@ class Store:
             return  # a newer namesake already replaced it
         del self._objects[kind][key]
         self._by_ns[kind][key[0]].discard(key[1])
-        if kind in self.policy.scanned:
-            self._scanned[kind][key[0]].discard(key[1])
+        if kind in self.policy.groups:
+            self._regroup(kind, key, None)
 
     def _bury(self, uid: str | None) -> None:
         if uid:
@@ -179,13 +191,13 @@ class Store:
             ((namespace, n), self._objects[kind][(namespace, n)].load()) for n in self.names(kind, namespace)
         ]
 
-    def scan(self, kind: str, namespace: str) -> list[Body]:
-        """The bodies a reconcile scans in a namespace: those the kind's scan rule selects, kept
-        apart as they are stored (e.g. the few bindings that grant a role, not one per studio:
-        a pass stays O(grants), not O(studios in the namespace))."""
-        if kind not in self.policy.scanned:
-            return [body for _, body in self.items(kind, namespace)]
-        names = sorted(self._scanned[kind].get(namespace, ()))
+    def group(self, kind: str, namespace: str, group: str) -> list[Body]:
+        """The bodies of one group in a namespace ("" for cluster-scoped kinds), kept as they are
+        stored: a pass reads the few objects it needs (the bindings that grant a role, one studio's
+        volumes), not every object of the kind (one or more per studio)."""
+        if kind not in self.policy.groups:
+            raise KeyError(f"{kind} has no groups")
+        names = sorted(self._groups[kind].get((namespace, group), ()))
         return [self._objects[kind][(namespace, n)].load() for n in names]
 
     def versions(self, kind: str) -> list[tuple[Key, str | None, int]]:

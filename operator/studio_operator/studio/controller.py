@@ -20,10 +20,7 @@ from .. import kube, metrics
 from ..api.common import (
     API_VERSION,
     APPLIED_HASH,
-    DATA_LINK_LABEL,
-    NAMESPACE_LABEL,
     SESSION_LIFESPAN_ANNOTATION,
-    STUDIO_LABEL,
 )
 from ..api.common import VOLUMES_FINALIZER as FINALIZER
 from ..config import OPTIONS
@@ -36,6 +33,7 @@ from ..resources.ownership import NameConflict, Rejected, owned_by_studio, rejec
 from ..resources.retention import is_retained_for, release_patch, reown_patch, retains_workspace
 from ..resources.session import build_pod, build_service, build_workspace_claim
 from . import decide as d
+from .watched import GRANTS, volumes_of
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +223,8 @@ class StudioController:
             links={link: self.store.get("datalinks", (ns, link)) for link in mounts if isinstance(link, str)},
             workspace=self.store.get("workspacesettings", (ns, "default")),
             service_exists=self.store.has("services", service),
-            rolebindings=self.store.scan("rolebindings", ns),
-            clusterrolebindings=self.store.scan("clusterrolebindings", ""),
+            rolebindings=self.store.group("rolebindings", ns, GRANTS),
+            clusterrolebindings=self.store.group("clusterrolebindings", "", GRANTS),
             binding=self.store.get("rolebindings", (ns, names.connect_role_name(name))),
             warning_ahead=OPTIONS.warning_ahead,
             s3_policy=OPTIONS.s3_policy,
@@ -450,10 +448,8 @@ class StudioController:
     async def _delete_stale_claims(self, ns: str, name: str, uid: str, plan: MountPlan) -> bool:
         wanted = {c["metadata"]["name"]: c for c in plan.claims}
         stale = False
-        for (_, claim_name), claim in list(self.store.items("persistentvolumeclaims", ns)):
-            labels = claim["metadata"].get("labels") or {}
-            if labels.get(STUDIO_LABEL) != name or DATA_LINK_LABEL not in labels:
-                continue
+        for claim in self.store.group("persistentvolumeclaims", ns, name):  # its data claims
+            claim_name = claim["metadata"]["name"]
             if not owned_by_studio(claim, name, uid):
                 continue  # labelled like ours but not this studio's: not ours to delete
             want = wanted.get(claim_name)
@@ -473,12 +469,10 @@ class StudioController:
         return stale
 
     def _volumes_of(self, ns: str, name: str) -> list[tuple[str, dict[str, Any]]]:
-        found = []
-        for (_, pv_name), pv in list(self.store.items("persistentvolumes", "")):
-            labels = pv["metadata"].get("labels") or {}
-            if labels.get(STUDIO_LABEL) == name and labels.get(NAMESPACE_LABEL) == ns:
-                found.append((pv_name, pv))
-        return found
+        return [
+            (pv["metadata"]["name"], pv)
+            for pv in self.store.group("persistentvolumes", "", volumes_of(ns, name))
+        ]
 
     # ------------------------------------------------------------------ writes under the ownership rule
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..api.common import API_VERSION, MANAGED_BY_KEY, MANAGED_BY_VALUE, NAMESPACE_LABEL, STUDIO_LABEL
+from ..api.common import (
+    API_VERSION,
+    DATA_LINK_LABEL,
+    MANAGED_BY_KEY,
+    MANAGED_BY_VALUE,
+    NAMESPACE_LABEL,
+    STUDIO_LABEL,
+)
 from ..controller import Body, Key, Store, WatchedKind
 from ..rbac import RBAC_API_VERSION, grants_connect
 
@@ -112,6 +119,34 @@ def _phase(body: Body) -> str | None:
     return str(phase) if phase else None
 
 
+# ---------------------------------------------------------------- what a pass reads together
+# (one or more objects of these kinds per studio: a pass reads its group, not every object)
+
+GRANTS = "grants-connect"  # the bindings that let their subjects connect (few per namespace)
+
+
+def _grants(body: Body) -> str | None:
+    return GRANTS if grants_connect(body) else None
+
+
+def volumes_of(namespace: str, studio: str) -> str:
+    """The group of a studio's data PersistentVolumes (cluster-scoped: labelled with both)."""
+    return f"{namespace}/{studio}"
+
+
+def _volume_group(body: Body) -> str | None:
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    ns, studio = labels.get(NAMESPACE_LABEL), labels.get(STUDIO_LABEL)
+    return volumes_of(ns, studio) if ns and studio else None
+
+
+def _data_claim_group(body: Body) -> str | None:
+    """A studio's data claims (its workspace claim is read by name)."""
+    labels = (body.get("metadata") or {}).get("labels") or {}
+    studio = labels.get(STUDIO_LABEL)
+    return studio if studio and DATA_LINK_LABEL in labels else None
+
+
 # Studios, pods, Services and Roles (one per studio or session: thousands at scale, read by key)
 # are kept as compact JSON; the others (few, or scanned on every reconcile) stay parsed.
 WATCHED = [
@@ -123,8 +158,10 @@ WATCHED = [
     WatchedKind("settings", "workspacesettings", API_VERSION, "WorkspaceSettings", affected=_settings),
     WatchedKind("pod", "pods", "v1", "Pod", MANAGED, _pod, compact=True, slim=_slim_pod),
     WatchedKind("service", "services", "v1", "Service", MANAGED, _session_object, True, _slim_session_object),
-    WatchedKind("claim", "persistentvolumeclaims", "v1", "PersistentVolumeClaim", MANAGED),
-    WatchedKind("volume", "persistentvolumes", "v1", "PersistentVolume", MANAGED),
+    WatchedKind(
+        "claim", "persistentvolumeclaims", "v1", "PersistentVolumeClaim", MANAGED, group_of=_data_claim_group
+    ),
+    WatchedKind("volume", "persistentvolumes", "v1", "PersistentVolume", MANAGED, group_of=_volume_group),
     WatchedKind(
         "role", "roles", RBAC_API_VERSION, "Role", MANAGED, _session_object, True, _slim_session_object
     ),
@@ -136,7 +173,7 @@ WATCHED = [
         None,
         _rolebinding,
         slim=_slim_session_object,
-        scanned=grants_connect,  # a pass reads who may connect, not each studio's own binding
+        group_of=_grants,  # a pass reads who may connect, not each studio's own binding
     ),
     WatchedKind(
         "clusterrolebinding",
@@ -145,7 +182,7 @@ WATCHED = [
         "ClusterRoleBinding",
         None,
         _clusterrolebinding,
-        scanned=grants_connect,
+        group_of=_grants,
     ),
 ]
 PRIMARY = "studios"  # the kind the workers reconcile

@@ -147,8 +147,9 @@ def _data_claim_group(body: Body) -> str | None:
     return studio if studio and DATA_LINK_LABEL in labels else None
 
 
-# Studios, pods, Services and Roles (one per studio or session: thousands at scale, read by key)
-# are kept as compact JSON; the others (few, or scanned on every reconcile) stay parsed.
+# The kinds with one or more objects per studio or session (thousands at scale, read by key or by
+# group) are kept as compact JSON; the others (few: environments, links, settings, cluster
+# bindings) stay parsed.
 WATCHED = [
     WatchedKind("studio", "studios", API_VERSION, "Studio", affected=_studio, compact=True, tally=_phase),
     WatchedKind(
@@ -159,9 +160,17 @@ WATCHED = [
     WatchedKind("pod", "pods", "v1", "Pod", MANAGED, _pod, compact=True, slim=_slim_pod),
     WatchedKind("service", "services", "v1", "Service", MANAGED, _session_object, True, _slim_session_object),
     WatchedKind(
-        "claim", "persistentvolumeclaims", "v1", "PersistentVolumeClaim", MANAGED, group_of=_data_claim_group
+        "claim",
+        "persistentvolumeclaims",
+        "v1",
+        "PersistentVolumeClaim",
+        MANAGED,
+        compact=True,
+        group_of=_data_claim_group,
     ),
-    WatchedKind("volume", "persistentvolumes", "v1", "PersistentVolume", MANAGED, group_of=_volume_group),
+    WatchedKind(
+        "volume", "persistentvolumes", "v1", "PersistentVolume", MANAGED, compact=True, group_of=_volume_group
+    ),
     WatchedKind(
         "role", "roles", RBAC_API_VERSION, "Role", MANAGED, _session_object, True, _slim_session_object
     ),
@@ -172,6 +181,7 @@ WATCHED = [
         "RoleBinding",
         None,
         _rolebinding,
+        compact=True,
         slim=_slim_session_object,
         group_of=_grants,  # a pass reads who may connect, not each studio's own binding
     ),

@@ -906,3 +906,54 @@ def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
     asyncio.run(controller.reconcile((NS, "a")))
     assert written == [("b", "Stopped"), ("a", "Stopped")]
     assert not controller._expired_in_burst and not controller._after_burst  # the burst is over
+
+
+def test_a_pass_reads_the_grants_not_every_studios_binding() -> None:
+    """Who may connect comes from the bindings that grant studios-connect or above: the controller
+    hands `decide` those alone, not the connect RoleBinding every other studio of the namespace
+    has (a pass would be O(studios in the namespace)), and the studio's own binding by name."""
+    store = Store(store_policy(WATCHED))
+    started = format_time(datetime.now(UTC) - timedelta(minutes=1))  # the controller's clock
+    body = studio(status={"phase": "Running", "session": session(started)})
+    store.put("studios", body)
+    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
+    store.put("pods", pod(created=started))
+    managed = {"app.kubernetes.io/managed-by": "studio-operator"}
+    for i in range(200):
+        other = f"s{i}"
+        store.put(
+            "rolebindings",
+            {
+                "metadata": {
+                    "name": names.connect_role_name(other),
+                    "namespace": NS,
+                    "uid": f"b{i}",
+                    "resourceVersion": "1",
+                    "labels": {**managed, "studios.dev/studio": other},
+                },
+                "roleRef": {"kind": "Role", "name": names.connect_role_name(other)},
+                "subjects": [{"kind": "User", "name": "mallory"}],
+            },
+        )
+    store.put(
+        "rolebindings",
+        {
+            "metadata": {"name": "team-connect", "namespace": NS, "uid": "g", "resourceVersion": "1"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "studios-connect",
+            },
+            "subjects": [{"kind": "Group", "name": "team", "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    )
+    controller = StudioController(store, Scheduler(WorkQueue()), EventLane())
+    seen = controller.observe(copy.deepcopy(body))
+    assert [b["metadata"]["name"] for b in seen.rolebindings] == ["team-connect"]
+    binding = next(
+        a.obj
+        for step in d.decide(seen).steps
+        for a in step
+        if isinstance(a, d.Apply) and a.kind == "rolebindings"
+    )
+    assert [s["name"] for s in binding["subjects"]] == ["team"]  # not the other studios' subjects

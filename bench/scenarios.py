@@ -516,42 +516,29 @@ class Bench:
         if not operator:
             return
         rbac = "rbac.authorization.k8s.io/v1"
-        await self.api.create(
-            api_path(rbac, "rolebindings", name),
-            {
-                "apiVersion": rbac,
-                "kind": "RoleBinding",
-                "metadata": {"name": "studio-bench-operator"},
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "ClusterRole",
-                    "name": "cluster-admin",
-                },
-                "subjects": [{"kind": "ServiceAccount", "namespace": self.system_ns, "name": "operator"}],
-            },
-        )
-        if self.cfg.connect_grant:
-            # as in a team's namespace: someone may connect, so each studio has a RoleBinding too
+
+        async def bind(binding: str, cluster_role: str, subject: dict[str, str]) -> None:
             await self.api.create(
                 api_path(rbac, "rolebindings", name),
                 {
                     "apiVersion": rbac,
                     "kind": "RoleBinding",
-                    "metadata": {"name": "studio-bench-team-connect"},
+                    "metadata": {"name": binding},
                     "roleRef": {
                         "apiGroup": "rbac.authorization.k8s.io",
                         "kind": "ClusterRole",
-                        "name": "studios-connect",
+                        "name": cluster_role,
                     },
-                    "subjects": [
-                        {
-                            "apiGroup": "rbac.authorization.k8s.io",
-                            "kind": "Group",
-                            "name": "studio-bench-team",
-                        }
-                    ],
+                    "subjects": [subject],
                 },
             )
+
+        sa = {"kind": "ServiceAccount", "namespace": self.system_ns, "name": "operator"}
+        await bind("studio-bench-operator", "cluster-admin", sa)
+        if self.cfg.connect_grant:
+            # as in a team's namespace: someone may connect, so each studio has a RoleBinding too
+            team = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "studio-bench-team"}
+            await bind("studio-bench-team-connect", "studios-connect", team)
         await self.api.create(
             api_path(GROUP_VERSION, "computeenvironments", name),
             {

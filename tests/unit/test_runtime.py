@@ -607,7 +607,8 @@ def test_a_pass_reads_its_studios_volumes_not_every_volume() -> None:
 
 
 def test_store_compact_kinds_hand_out_copies() -> None:
-    """Studios, pods, Services and Roles are kept as compact JSON: a body read from the store is
+    """The kinds with one or more objects per studio (studios, pods, Services, Roles, RoleBindings,
+    claims, PVs) are kept as compact JSON: a body read from the store is
     the caller's own, so changing it cannot change what other passes read."""
     store = studio_store()
     studio = {**body("s", "7"), "spec": {"state": "Running"}, "status": {"phase": "Running"}}

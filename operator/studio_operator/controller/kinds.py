@@ -25,7 +25,7 @@ class WatchedKind:
     kind: str
     selector: dict[str, str] | None = None  # labels a watched object must carry
     affected: Affected = _nothing
-    compact: bool = False  # kept as compact JSON (many objects, read by key)
+    compact: bool = False  # kept as compact JSON (many objects, read by key or group)
     slim: Callable[[Body], Body] | None = None  # what of a body is kept (never written back)
     tally: Callable[[Body], str | None] | None = None  # counted without parsing bodies
     group_of: Callable[[Body], str | None] | None = None  # what a reconcile reads together (Store.group)

@@ -49,7 +49,7 @@ def _same(_kind: str, body: Body) -> Body:
 @dataclass(frozen=True)
 class StorePolicy:
     """`slim(kind, body)`: what is kept of a body (after managedFields are dropped; never written
-    back). `compact`: kinds kept as compact JSON (many objects read by key: a parsed body costs
+    back). `compact`: kinds kept as compact JSON (many objects read by key or group: a parsed body costs
     5-8 KB of Python objects, its JSON 1-1.5 KB). `tally(kind, body)`: a value counted per kind
     without parsing bodies (e.g. a phase). `groups[kind](body)`: the group of an object within its
     namespace, or None; a reconcile reads a group (`Store.group`) instead of scanning the kind."""

@@ -227,6 +227,46 @@ def test_workers_put_off_what_the_reconcile_returns_later_for() -> None:
     run(main)
 
 
+def test_the_queue_says_when_nothing_waits_after_the_retry_is_planned() -> None:
+    """`on_drained` runs when a key is done and no other waits (what releases a burst's held
+    `Stopped` writes), and after the reconcile's own retry is planned, so that what it sets off
+    can bring that retry forward."""
+
+    async def main() -> None:
+        q = WorkQueue()
+        sched = Scheduler(q)
+        drained: list[str] = []
+        seen: list[str] = []
+
+        def on_drained() -> None:
+            drained.append(seen[-1])
+            sched.at(("ns", "held"), time.time())  # what the release does: due now
+
+        async def reconcile(key: Key) -> float | None:
+            seen.append(key[1])
+            await asyncio.sleep(0)
+            return 30.0 if key[1] == "held" else None
+
+        q.on_drained = on_drained
+        q.add(("ns", "held"))
+        q.add(("ns", "other"))
+        task = asyncio.create_task(run_workers(q, reconcile, sched, workers=1))
+        while len(drained) < 1:
+            await asyncio.sleep(0.01)
+        assert drained == ["other"]  # not after "held": "other" still waited
+        q.add(("ns", "held"))
+        while len(drained) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert drained == ["other", "held"]
+        due = sched.deadline(("ns", "held"))
+        assert due is not None and due <= time.time()  # the 30 s retry came first, then the release
+
+    run(main)
+
+
 def test_workers_never_reconcile_the_same_key_concurrently() -> None:
     async def main() -> None:
         q = WorkQueue()

@@ -52,6 +52,7 @@ class WorkQueue:
         self._active: set[Key] = set()
         self._first: set[Key] = set()  # active keys taken from the first lane
         self._dirty: dict[Key, bool] = {}  # added while active -> whether to promote
+        self.on_drained: Callable[[], None] | None = None  # called when a key is done and none waits
 
     def add(self, key: Key, promote: bool = True) -> None:
         if key in self._active:
@@ -94,6 +95,8 @@ class WorkQueue:
             self._held[key] = None
         if not self._now and not self._first:
             self._release_held()
+        if not self._pending and self.on_drained is not None:
+            self.on_drained()
 
     def _release_held(self) -> None:
         """The first lane is idle: the put-off keys may be served."""
@@ -201,8 +204,9 @@ async def run_workers(
                     again,
                 )
             finally:
+                # The retry first: what `done` sets off (`on_drained`) may bring it forward.
+                if isinstance(again, float | int):
+                    scheduler.at(key, time.time() + again)
                 queue.done(key, later=again is LATER)
-            if isinstance(again, float | int):
-                scheduler.at(key, time.time() + again)
 
     await asyncio.gather(*(worker() for _ in range(workers)))

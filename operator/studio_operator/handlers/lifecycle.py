@@ -78,6 +78,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     controller = StudioController(
         runtime.store, runtime.scheduler, runtime.events, backlog=lambda: runtime.queue.waiting() > 0
     )
+    runtime.queue.on_drained = controller.release_after_burst
 
     async def prime() -> None:
         """Once every watch has listed its kind, queue every studio (at start and on becoming

@@ -65,7 +65,7 @@ class StudioController:
         self.backlog = backlog  # other studios wait for a worker
         self._put_off: set[Key] = set()  # studios whose pass was put off once (see _put_off_start)
         self._expired_in_burst: dict[Key, str] = {}  # the uid of the pod a burst expiry deleted
-        self._after_burst: set[Key] = set()  # pods gone, Stopped held until the burst's end
+        self._after_burst: dict[Key, float] = {}  # pods gone, Stopped held (since, monotonic)
 
     # ------------------------------------------------------------------ entry point
 
@@ -90,9 +90,9 @@ class StudioController:
         self._put_off.discard(key)
         if stored is None or stored["metadata"].get("deletionTimestamp"):
             self.scheduler.cancel(key)
-            self._after_burst.discard(key)
+            self._after_burst.pop(key, None)
             if self._expired_in_burst.pop(key, None) is not None:
-                self._release_after_burst()  # it may have been the burst's last pod
+                self.release_after_burst()  # it may have been the burst's last pod
             await self._delete_volumes(*key)
             if stored is not None:
                 await self._release_workspace(stored)
@@ -138,31 +138,49 @@ class StudioController:
         Returns when to look again, or None for the ordinary pass."""
         pod = observed.pod
         if pod is None:
-            return AFTER_BURST_SECONDS if self._gone_in_burst(key) else None
+            return self._gone_in_burst(key)
         if not d.expires_pod(plan) or not (self.backlog() or self._expiring_in_burst(key, pod)):
             return None
-        if await self._delete_pod(dict(pod)):
-            self._expired_in_burst[key] = pod["metadata"]["uid"]
-            return EXPIRY_RECHECK_SECONDS
-        self._expired_in_burst.pop(key, None)
-        return 0.0  # gone (a lookup said so, and the store now knows): Stopped in the next pass
+        # Part of the burst from here on, before the first await: a pass of another worker must
+        # not take the burst for over while this deletion is on its way.
+        self._expired_in_burst[key] = pod["metadata"]["uid"]
+        present = False
+        try:
+            present = await self._delete_pod(dict(pod))
+        finally:
+            if not present:  # gone, or the deletion failed: not the burst's to wait for
+                self._expired_in_burst.pop(key, None)
+                self.release_after_burst()
+        # gone: a lookup said so, and the store now knows; Stopped in the next pass
+        return EXPIRY_RECHECK_SECONDS if present else 0.0
 
-    def _gone_in_burst(self, key: Key) -> bool:
-        """This studio's pod, deleted by a burst of expiries, is gone: while other pods of the
-        burst are still terminating, its `Stopped` waits (at most AFTER_BURST_SECONDS), so that
-        the API server's writes go to the deletions first. The last pod gone releases them all."""
-        if self._expired_in_burst.pop(key, None) is None:
-            self._after_burst.discard(key)  # its wait is over (released, or long enough)
-            return False
-        if self._expired_in_burst:
-            self._after_burst.add(key)
-            return True
-        self._release_after_burst()
-        return False
+    def _gone_in_burst(self, key: Key) -> float | None:
+        """This studio's pod, deleted by a burst of expiries, is gone: its `Stopped` waits until
+        the burst is over (see `_burst_over`), at most AFTER_BURST_SECONDS, so that the API
+        server's writes go to the deletions first. The pass that ends the burst releases the
+        others; so does the queue once no studio waits (`release_after_burst`). Returns how
+        long it still waits, or None: Stopped now."""
+        tracked = self._expired_in_burst.pop(key, None) is not None
+        now = time.monotonic()
+        since = self._after_burst.get(key, now)
+        if not tracked and key not in self._after_burst:
+            return None
+        if self._burst_over() or now - since >= AFTER_BURST_SECONDS:
+            self._after_burst.pop(key, None)
+            self.release_after_burst()
+            return None
+        self._after_burst[key] = since
+        return AFTER_BURST_SECONDS - (now - since)
 
-    def _release_after_burst(self) -> None:
-        """No pod of the burst is left terminating: the held `Stopped` writes are due now."""
-        if self._expired_in_burst:
+    def _burst_over(self) -> bool:
+        """No pod the burst deleted is left terminating, and no studio waits for a worker (more
+        of the burst's expiries may be among them)."""
+        return not self._expired_in_burst and not self.backlog()
+
+    def release_after_burst(self) -> None:
+        """The burst is over: the held `Stopped` writes are due now. Also called by the queue
+        whenever no studio waits for a worker."""
+        if not self._after_burst or not self._burst_over():
             return
         now = time.time()
         for held in self._after_burst:

@@ -861,20 +861,49 @@ def test_a_pod_deleted_by_a_burst_expiry_is_waited_for_without_a_stopping_write(
     assert written == ["Stopping", "SessionExpired"]
 
 
-def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """While other pods of the burst are still terminating, a studio whose pod is gone waits
-    (no write, a bounded wait); the last pod gone writes its own Stopped and releases the others."""
-    written: list[tuple[str, str]] = []
+@dataclass
+class BurstRig:
+    """Expired studios in a store, their controller wired to a queue as the operator wires it;
+    status patches are recorded in `written` (name, phase), not sent."""
+
+    store: Store
+    queue: WorkQueue
+    scheduler: Scheduler
+    controller: StudioController
+    backlog: list[bool]  # whether studios wait for a worker
+    started: str
+    written: list[tuple[str, str]] = field(default_factory=list)
+
+    def due(self, name: str) -> bool:
+        when = self.scheduler.deadline((NS, name))
+        return when is not None and when <= datetime.now(UTC).timestamp()
+
+
+def burst_rig(monkeypatch: pytest.MonkeyPatch, studios: tuple[str, ...], backlog: bool) -> BurstRig:
+    store = Store(store_policy(WATCHED))
+    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
+    queue = WorkQueue()
+    scheduler = Scheduler(queue)
+    waiting = [backlog]
+    controller = StudioController(store, scheduler, EventLane(), backlog=lambda: waiting[0])
+    queue.on_drained = controller.release_after_burst
+    started = format_time(datetime.now(UTC) - timedelta(hours=9))  # the controller's clock
+    rig = BurstRig(store, queue, scheduler, controller, waiting, started)
     bodies: dict[str, dict[str, Any]] = {}
+    for name in studios:
+        body = studio(
+            status={"phase": "Running", "session": session(started, names.pod_name(name, f"u{name}"))}
+        )
+        body["metadata"].update(name=name, uid=f"u{name}")
+        bodies[name] = body
+        store.put("studios", body)
 
     async def merge_patch(*args: Any, **kw: Any) -> dict[str, Any]:
         name, patch = args[3], args[4]
-        written.append((name, patch["status"]["phase"]))
+        rig.written.append((name, patch["status"]["phase"]))
         answer = copy.deepcopy(bodies[name])
         answer["status"] = patch["status"]
-        answer["metadata"]["resourceVersion"] = str(len(written) + 10)
+        answer["metadata"]["resourceVersion"] = str(len(rig.written) + 10)
         return answer
 
     async def post_event(*args: Any) -> None:
@@ -882,27 +911,24 @@ def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
 
     monkeypatch.setattr("studio_operator.kube.merge_patch", merge_patch)
     monkeypatch.setattr("studio_operator.kube.post_event", post_event)
-    store = Store(store_policy(WATCHED))
-    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
-    real_now = datetime.now(UTC)  # the controller's clock
-    started = format_time(real_now - timedelta(hours=9))
-    scheduler = Scheduler(WorkQueue())
-    controller = StudioController(store, scheduler, EventLane(), backlog=lambda: False)
+    return rig
+
+
+def test_a_burst_of_expiries_records_its_stopped_statuses_after_its_last_pod(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While other pods of the burst are still terminating, a studio whose pod is gone waits
+    (no write, a bounded wait); the last pod gone writes its own Stopped and releases the others."""
+    rig = burst_rig(monkeypatch, ("a", "b"), backlog=False)
+    controller, written = rig.controller, rig.written
     for name in ("a", "b"):
-        body = studio(
-            status={"phase": "Running", "session": session(started, names.pod_name(name, f"u{name}"))}
-        )
-        body["metadata"].update(name=name, uid=f"u{name}")
-        bodies[name] = body
-        store.put("studios", body)
         controller._expired_in_burst[(NS, name)] = f"pod-{name}"  # deleted by the burst, gone since
 
     assert asyncio.run(controller.reconcile((NS, "a"))) == AFTER_BURST_SECONDS
     assert written == []  # b's pod is still terminating
     asyncio.run(controller.reconcile((NS, "b")))
     assert written == [("b", "Stopped")]  # the last pod of the burst: its own status at once ...
-    due = scheduler.deadline((NS, "a"))
-    assert due is not None and due <= datetime.now(UTC).timestamp()  # ... and a's is due now
+    assert rig.due("a")  # ... and a's is due now
     asyncio.run(controller.reconcile((NS, "a")))
     assert written == [("b", "Stopped"), ("a", "Stopped")]
     assert not controller._expired_in_burst and not controller._after_burst  # the burst is over
@@ -914,17 +940,15 @@ def test_a_burst_is_not_over_while_studios_wait_or_a_deletion_is_on_its_way(
     """The burst's last tracked pod gone is not the burst's end while studios still wait for a
     worker (more of its expiries may be among them), nor while a burst deletion is on its way:
     no `Stopped` goes out before that last deletion. Then the queue, drained, releases them."""
-    written: list[tuple[str, str]] = []
-    bodies: dict[str, dict[str, Any]] = {}
+    rig = burst_rig(monkeypatch, ("a", "b", "c"), backlog=True)
+    controller, written, store = rig.controller, rig.written, rig.store
     proceed = asyncio.Event()
-
-    async def merge_patch(*args: Any, **kw: Any) -> dict[str, Any]:
-        name, patch = args[3], args[4]
-        written.append((name, patch["status"]["phase"]))
-        answer = copy.deepcopy(bodies[name])
-        answer["status"] = patch["status"]
-        answer["metadata"]["resourceVersion"] = str(len(written) + 10)
-        return answer
+    c_pod = pod(created=rig.started)
+    c_pod["metadata"].update(
+        name=names.pod_name("c", "uc"), uid="pod-c", ownerReferences=[{"kind": "Studio", "uid": "uc"}]
+    )
+    c_pod["metadata"]["labels"][STUDIO_LABEL] = "c"
+    store.put("pods", c_pod)
 
     async def delete(api_version: str, kind: str, ns: str, name: str, **kw: Any) -> dict[str, Any]:
         written.append((name, "delete"))
@@ -934,40 +958,9 @@ def test_a_burst_is_not_over_while_studios_wait_or_a_deletion_is_on_its_way(
             "metadata": {**c_pod["metadata"], "deletionTimestamp": format_time(datetime.now(UTC))},
         }
 
-    async def post_event(*args: Any) -> None:
-        pass
-
-    monkeypatch.setattr("studio_operator.kube.merge_patch", merge_patch)
     monkeypatch.setattr("studio_operator.kube.delete", delete)
-    monkeypatch.setattr("studio_operator.kube.post_event", post_event)
-    store = Store(store_policy(WATCHED))
-    store.put("computeenvironments", {**environment(), "metadata": {**environment()["metadata"], "uid": "e"}})
-    real_now = datetime.now(UTC)  # the controller's clock
-    started = format_time(real_now - timedelta(hours=9))
-    queue = WorkQueue()
-    scheduler = Scheduler(queue)
-    backlog = [True]
-    controller = StudioController(store, scheduler, EventLane(), backlog=lambda: backlog[0])
-    queue.on_drained = controller.release_after_burst  # as the operator wires it
-    for name in ("a", "b", "c"):
-        body = studio(
-            status={"phase": "Running", "session": session(started, names.pod_name(name, f"u{name}"))}
-        )
-        body["metadata"].update(name=name, uid=f"u{name}")
-        bodies[name] = body
-        store.put("studios", body)
-    c_pod = pod(created=started)
-    c_pod["metadata"].update(
-        name=names.pod_name("c", "uc"), uid="pod-c", ownerReferences=[{"kind": "Studio", "uid": "uc"}]
-    )
-    c_pod["metadata"]["labels"][STUDIO_LABEL] = "c"
-    store.put("pods", c_pod)
     for name in ("a", "b"):
         controller._expired_in_burst[(NS, name)] = f"pod-{name}"  # deleted by the burst, gone since
-
-    def due(name: str) -> bool:
-        when = scheduler.deadline((NS, name))
-        return when is not None and when <= datetime.now(UTC).timestamp()
 
     async def main() -> None:
         assert await controller.reconcile((NS, "a")) == AFTER_BURST_SECONDS
@@ -976,15 +969,15 @@ def test_a_burst_is_not_over_while_studios_wait_or_a_deletion_is_on_its_way(
         deleting = asyncio.create_task(controller.reconcile((NS, "c")))  # taken: nothing waits
         await asyncio.sleep(0.01)
         assert written == [(c_pod["metadata"]["name"], "delete")]
-        backlog[0] = False
-        queue.on_drained()  # what the queue calls when a key is done and none waits
-        assert not due("a") and not due("b")  # c's deletion is on its way: still held
+        rig.backlog[0] = False
+        rig.queue.on_drained()  # what the queue calls when a key is done and none waits
+        assert not rig.due("a") and not rig.due("b")  # c's deletion is on its way: still held
         proceed.set()
         assert await deleting == 10.0  # terminating: looked at again later
         store.remove("pods", (NS, c_pod["metadata"]["name"]), "pod-c")
         assert await controller.reconcile((NS, "c")) is None
         assert written[1:] == [("c", "Stopped")]  # the burst's last pod: its own status at once ...
-        assert due("a") and due("b")  # ... and the held ones are due now
+        assert rig.due("a") and rig.due("b")  # ... and the held ones are due now
         for name in ("a", "b"):
             await controller.reconcile((NS, name))
         assert written[2:] == [("a", "Stopped"), ("b", "Stopped")]
@@ -997,30 +990,14 @@ def test_held_stopped_statuses_go_out_once_the_queue_drains(monkeypatch: pytest.
     """A burst whose last pod went while unrelated studios waited for a worker: nothing else of
     the burst comes, and the held `Stopped` writes are released when the queue drains, not after
     the longest wait (AFTER_BURST_SECONDS)."""
-
-    async def merge_patch(*args: Any, **kw: Any) -> dict[str, Any]:
-        answer = copy.deepcopy(body)
-        answer["status"] = args[4]["status"]
-        return answer
-
-    monkeypatch.setattr("studio_operator.kube.merge_patch", merge_patch)
-    store = Store(store_policy(WATCHED))
-    started = format_time(datetime.now(UTC) - timedelta(hours=9))
-    body = studio(status={"phase": "Running", "session": session(started)})
-    store.put("studios", body)
-    queue = WorkQueue()
-    scheduler = Scheduler(queue)
-    backlog = [True]
-    controller = StudioController(store, scheduler, EventLane(), backlog=lambda: backlog[0])
-    queue.on_drained = controller.release_after_burst
-    controller._expired_in_burst[(NS, NAME)] = "pod-uid"  # deleted by the burst, gone since
-    assert asyncio.run(controller.reconcile((NS, NAME))) == AFTER_BURST_SECONDS
-    scheduler.at((NS, NAME), datetime.now(UTC).timestamp() + AFTER_BURST_SECONDS)  # as a worker does
-    backlog[0] = False
-    queue.on_drained()
-    when = scheduler.deadline((NS, NAME))
-    assert when is not None and when <= datetime.now(UTC).timestamp()
-    assert not controller._after_burst
+    rig = burst_rig(monkeypatch, ("a",), backlog=True)
+    rig.controller._expired_in_burst[(NS, "a")] = "pod-a"  # deleted by the burst, gone since
+    assert asyncio.run(rig.controller.reconcile((NS, "a"))) == AFTER_BURST_SECONDS
+    rig.scheduler.at((NS, "a"), datetime.now(UTC).timestamp() + AFTER_BURST_SECONDS)  # as a worker does
+    assert rig.written == [] and not rig.due("a")
+    rig.backlog[0] = False
+    rig.queue.on_drained()
+    assert rig.due("a") and not rig.controller._after_burst
 
 
 def test_a_pass_reads_the_grants_not_every_studios_binding() -> None:

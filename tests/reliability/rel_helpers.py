@@ -335,6 +335,15 @@ class PodTracker:
         with self._lock:
             return {k: len(v) for k, v in self.uids.items()}
 
+    def over(self, most: int) -> str:
+        """The studios with more than `most` pods, each with what the watch saw of them."""
+        with self._lock:
+            return "; ".join(
+                f"{k}: {len(v)} pods [{', '.join(self.history[k][:8])}]"
+                for k, v in sorted(self.uids.items())
+                if len(v) > most
+            )
+
 
 # ---------------------------------------------------------------- a second API server
 

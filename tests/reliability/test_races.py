@@ -154,7 +154,7 @@ def test_stop_during_start(cluster: Cluster, ns: str) -> None:
         list(pool.map(one, range(10)))
     wait_converged(cluster, relaxed(model), timeout=60)
     tracker.stop()
-    assert all(v <= 1 for v in tracker.sessions().values()), tracker.sessions()
+    assert all(v <= 1 for v in tracker.sessions().values()), tracker.over(1)
 
 
 def test_start_during_stopping(cluster: Cluster, ns: str) -> None:
@@ -174,7 +174,7 @@ def test_start_during_stopping(cluster: Cluster, ns: str) -> None:
     tracker.stop()
     assert all(v <= 1 for v in tracker.max_live.values()), f"two live pods at once: {tracker.max_live}"
     # each studio either kept its pod (the stop was never seen) or got exactly one new one
-    assert all(v <= 2 for v in tracker.sessions().values()), tracker.sessions()
+    assert all(v <= 2 for v in tracker.sessions().values()), tracker.over(2)
 
 
 def test_environment_deleted_while_sessions_run(cluster: Cluster, ns: str) -> None:

@@ -134,3 +134,70 @@ def test_shutdown_gives_waiting_events_a_bounded_time(monkeypatch: pytest.Monkey
     assert drained == 0
     assert left == 3  # "Hang" in flight, two waiting behind it
     assert sorted(posted) == sorted([f"E{i}" for i in range(10)] + ["Hang"])
+
+
+def test_events_go_one_at_a_time_while_studios_wait_for_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst's held `Stopped` writes (or pod creations) come first: while the queue has studios
+    waiting, one poster keeps the Events moving; once it drains, the lane goes back to IN_FLIGHT."""
+    in_flight = 0
+    most: dict[bool, int] = {True: 0, False: 0}
+    busy = [True]
+    posted: list[str] = []
+
+    async def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        most[busy[0]] = max(most[busy[0]], in_flight)
+        await asyncio.sleep(0.005)
+        in_flight -= 1
+        posted.append(reason)
+
+    monkeypatch.setattr(kube, "post_event", post_event)
+
+    async def main() -> None:
+        lane = events.EventLane(busy=lambda: busy[0])
+        for i in range(10):  # 4 posters would start here without `busy`
+            lane.post(_studio("1"), "Normal", f"B{i}", "m")
+        while len(posted) < 5:
+            await asyncio.sleep(0.001)
+        for i in range(10):  # posted while busy: still one poster
+            lane.post(_studio("1"), "Normal", f"C{i}", "m")
+        while len(posted) < 8:
+            await asyncio.sleep(0.001)
+        busy[0] = False
+        lane.resume()  # what the queue calls once it drains
+        await _settle(lane)
+
+    asyncio.run(main())
+    assert most[True] == 1
+    assert most[False] == events.IN_FLIGHT
+    assert sorted(posted) == sorted([f"B{i}" for i in range(10)] + [f"C{i}" for i in range(10)])
+
+
+def test_posters_step_back_when_studios_start_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Posters already running when the queue fills up stop after their request, but one."""
+    in_flight = 0
+    busy = [False]
+    seen_busy: list[int] = []
+
+    async def post_event(involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        if busy[0]:
+            seen_busy.append(in_flight)
+        await asyncio.sleep(0.005)
+        in_flight -= 1
+
+    monkeypatch.setattr(kube, "post_event", post_event)
+
+    async def main() -> None:
+        lane = events.EventLane(busy=lambda: busy[0])
+        for i in range(30):
+            lane.post(_studio("1"), "Normal", f"E{i}", "m")
+        await asyncio.sleep(0.001)
+        busy[0] = True  # the requests in flight finish; then one poster goes on
+        await asyncio.sleep(0.008)
+        await _settle(lane)
+
+    asyncio.run(main())
+    assert seen_busy and max(seen_busy[events.IN_FLIGHT :]) == 1

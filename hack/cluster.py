@@ -54,7 +54,6 @@ DATA = CLUSTER / "data"
 PIDS = CLUSTER / "pids"
 LOGS = CLUSTER / "logs"
 KUBECONFIG = CLUSTER / "kubeconfig"
-KWOK_KUBECONFIG = CLUSTER / "kwok.kubeconfig"  # kwok's own user: see FAKE_KUBELET_POLICY
 INFO = CLUSTER / "cluster.json"
 LOCK = CLUSTER / ".lock"
 BUILD_SCRIPT = ROOT / "hack" / "build-control-plane.sh"
@@ -68,7 +67,6 @@ COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-schedul
 SERVICE_CIDR = "10.0.0.0/16"
 SERVICE_IP = "10.0.0.1"
 TOKEN_USER = "studio-test-user"
-KWOK_USER = "studio-local:kwok"
 KWOK_NODE = "kwok-node-0"
 ALWAYS_ALLOW = "/healthz,/readyz,/livez,/metrics"
 
@@ -277,8 +275,7 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 def generate_pki() -> str:
-    """CA, apiserver serving cert, admin and kwok client certs, SA key pair, token file. Returns
-    the token."""
+    """CA, apiserver serving cert, admin client cert, SA key pair, token file. Returns the token."""
     PKI.mkdir(parents=True, exist_ok=True)
     ca_key = _new_key()
     ca = _issue(
@@ -313,23 +310,22 @@ def generate_pki() -> str:
     _write_key(PKI / "apiserver.key", srv_key)
     (PKI / "apiserver.crt").write_bytes(_pem(srv))
 
-    for user, cert_name in (("admin", "admin"), (KWOK_USER, "kwok")):
-        key = _new_key()
-        cert = _issue(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, user),
-                ]
-            ),
-            key,
-            ca_cert=ca,
-            ca_key=ca_key,
-            days=365,
-            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-        )
-        _write_key(PKI / f"{cert_name}.key", key)
-        (PKI / f"{cert_name}.crt").write_bytes(_pem(cert))
+    admin_key = _new_key()
+    admin = _issue(
+        x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                x509.NameAttribute(NameOID.COMMON_NAME, "admin"),
+            ]
+        ),
+        admin_key,
+        ca_cert=ca,
+        ca_key=ca_key,
+        days=365,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    _write_key(PKI / "admin.key", admin_key)
+    (PKI / "admin.crt").write_bytes(_pem(admin))
 
     sa_key = _new_key()
     _write_key(PKI / "sa.key", sa_key)
@@ -347,10 +343,7 @@ def generate_pki() -> str:
     return token
 
 
-def write_kubeconfig(server: str, path: Path = KUBECONFIG, user: str = "admin") -> Path:
-    """A kubeconfig with embedded credentials (PKI/<user>.crt, the admin's by default), written
-    atomically."""
-
+def write_kubeconfig(server: str) -> None:
     def b64(p: Path) -> str:
         return base64.b64encode(p.read_bytes()).decode()
 
@@ -365,27 +358,26 @@ def write_kubeconfig(server: str, path: Path = KUBECONFIG, user: str = "admin") 
         ],
         "users": [
             {
-                "name": user,
+                "name": "admin",
                 "user": {
-                    "client-certificate-data": b64(PKI / f"{user}.crt"),
-                    "client-key-data": b64(PKI / f"{user}.key"),
+                    "client-certificate-data": b64(PKI / "admin.crt"),
+                    "client-key-data": b64(PKI / "admin.key"),
                 },
             }
         ],
         "contexts": [
             {
                 "name": "studio-local",
-                "context": {"cluster": "studio-local", "user": user, "namespace": "default"},
+                "context": {"cluster": "studio-local", "user": "admin", "namespace": "default"},
             }
         ],
         "current-context": "studio-local",
         "preferences": {},
     }
-    tmp = path.with_suffix(".tmp")
+    tmp = KUBECONFIG.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     tmp.chmod(0o600)
-    tmp.replace(path)
-    return path
+    tmp.replace(KUBECONFIG)
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,6 +464,28 @@ def kwok_stages() -> Path | None:
     return None
 
 
+# kwok's pod-delete stage ends a terminating pod with a DELETE by name (grace 0, no uid
+# precondition). That DELETE itself first sets deletionGracePeriodSeconds to 0 (a MODIFIED event
+# that matches the stage again) and then removes the pod: the replayed DELETE, sent a moment
+# later, took the namesake when one had been created in between (a studio's session pod keeps
+# its name for the studio's life), which no kubelet does (it deletes its own pod, by uid). A pod
+# at grace 0 is removed by the API server itself, so the stage leaves it alone.
+NO_REPLAY = {"key": ".metadata.deletionGracePeriodSeconds == 0", "operator": "NotIn", "values": ["true"]}
+
+
+def write_kwok_stages(source: Path) -> Path:
+    """kwok's stages as built, with the pod-delete stage made not to replay its own deletion."""
+    stages = [doc for doc in yaml.safe_load_all(source.read_text()) if doc]
+    for stage in stages:
+        if stage.get("kind") == "Stage" and stage["metadata"]["name"] == "pod-delete":
+            expressions = stage["spec"]["selector"]["matchExpressions"]
+            if NO_REPLAY not in expressions:
+                expressions.append(NO_REPLAY)
+    target = CLUSTER / "kwok-stages.yaml"
+    target.write_text(yaml.safe_dump_all(stages, sort_keys=False))
+    return target
+
+
 def check_health() -> Health:
     info = read_info()
     health = Health(healthy=True, info=info)
@@ -556,56 +570,6 @@ def _kwok_node() -> dict[str, Any]:
     }
 
 
-# kwok ends a terminating pod with a DELETE by name, no uid precondition, and may replay that
-# DELETE for one pod (one stage job per watch event). A replay that lands after a namesake was
-# created (a studio's session pod has one name for the studio's life) deletes the new pod, which
-# no kubelet does: a real one deletes only its own terminating pod (uid precondition). This policy
-# holds kwok to that: its DELETE of a pod that is not terminating is refused.
-FAKE_KUBELET_POLICY = "studio-local-kwok-deletes-terminating-pods-only"
-
-
-def _fake_kubelet_policy() -> list[tuple[str, dict[str, Any]]]:
-    api = "/apis/admissionregistration.k8s.io/v1"
-    policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": FAKE_KUBELET_POLICY},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["DELETE"],
-                        "resources": ["pods"],
-                    }
-                ]
-            },
-            "matchConditions": [
-                {"name": "kwok", "expression": f"request.userInfo.username == '{KWOK_USER}'"}
-            ],
-            "validations": [
-                {
-                    "expression": "has(oldObject.metadata.deletionTimestamp)",
-                    "message": "the fake kubelet deletes only pods already being deleted (a namesake of one it ended)",
-                    "reason": "Forbidden",
-                }
-            ],
-        },
-    }
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": FAKE_KUBELET_POLICY},
-        "spec": {"policyName": FAKE_KUBELET_POLICY, "validationActions": ["Deny"]},
-    }
-    return [
-        (f"{api}/validatingadmissionpolicies", policy),
-        (f"{api}/validatingadmissionpolicybindings", binding),
-    ]
-
-
 def _node_ready(api: str, ctx: ssl.SSLContext) -> bool:
     status, body = http(f"{api}/api/v1/nodes/{KWOK_NODE}", ctx=ctx)
     if status != 200:
@@ -640,7 +604,6 @@ def start_cluster() -> None:
         },
         "token_user": {"name": TOKEN_USER, "token": token},
         "kwok_node": KWOK_NODE if "kwok" in components else None,
-        "kwok_kubeconfig": str(KWOK_KUBECONFIG) if "kwok" in components else None,
     }
     write_info(info)
     write_kubeconfig(api)
@@ -773,18 +736,12 @@ def start_cluster() -> None:
         t = time.monotonic()
         stages = kwok_stages()
         assert stages is not None
-        for path, policy in _fake_kubelet_policy():
-            status, answer = http(f"{api}{path}", ctx=ctx, method="POST", body=policy)
-            if status not in (201, 409):
-                raise ClusterError(
-                    f"creating {policy['kind']} {FAKE_KUBELET_POLICY}: {status} {answer[:300]!r}"
-                )
         pids["kwok"] = start_process(
             "kwok",
             [
                 str(BIN / "kwok"),
-                f"--kubeconfig={write_kubeconfig(api, KWOK_KUBECONFIG, 'kwok')}",
-                f"--config={stages}",
+                f"--kubeconfig={KUBECONFIG}",
+                f"--config={write_kwok_stages(stages)}",
                 # only its own fake nodes: never the real node's status or pods
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             ],

@@ -1,7 +1,6 @@
 """The Event lane: Events are best effort and never hold up a reconcile. They are posted in the
-background, at most IN_FLIGHT at a time, and one at a time while studios wait for a worker
-(`busy`), so that a burst (1,000 expiries, each with an Event) leaves the API server's throughput
-to the writes that sessions wait for (their pods, their `Stopped`); every one is posted.
+background, at most IN_FLIGHT at a time, so that a burst (1,000 expiries, each with an Event)
+leaves the API server's throughput to the writes that sessions wait for; every one is posted.
 
 Waiting Events sit in a queue as the few fields an Event names, drained by at most IN_FLIGHT
 poster tasks: a task per Event held ≈2 KB each while it waited (a burst keeps 1,000 waiting)."""
@@ -11,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .. import kube
@@ -31,9 +29,8 @@ class _Pending(NamedTuple):
 
 
 class EventLane:
-    def __init__(self, in_flight: int = IN_FLIGHT, busy: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, in_flight: int = IN_FLIGHT) -> None:
         self._in_flight = in_flight
-        self._busy = busy
         self._waiting: deque[_Pending] = deque()
         self._posters = 0  # counted by hand: a finished task leaves a set only a loop turn later
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
@@ -47,13 +44,7 @@ class EventLane:
             "metadata": {k: meta[k] for k in _IDENTITY if k in meta},
         }
         self._waiting.append(_Pending(snapshot, type_, reason, message))
-        self.resume()
-
-    def resume(self) -> None:
-        """Posters up to the limit for the waiting Events (called on a post, and when no studio
-        waits for a worker any more)."""
-        limit = 1 if self._busy() else self._in_flight
-        while self._posters < min(limit, len(self._waiting)):
+        if self._posters < self._in_flight:
             self._posters += 1
             task = asyncio.create_task(self._drain())
             self._tasks.add(task)
@@ -78,8 +69,6 @@ class EventLane:
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                if self._posters > 1 and self._busy():
-                    break  # studios wait for a worker: one poster keeps the Events moving
                 event = self._waiting.popleft()
                 try:
                     await kube.post_event(event.involved, event.type_, event.reason, event.message)

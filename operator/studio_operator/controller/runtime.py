@@ -38,7 +38,7 @@ class Runtime:
         self.scheduler = Scheduler(self.queue)
         self.resync = Resync(self.store, self.queue, self.affected, primary, namespaces)
         self.gate = Gate()
-        self.events = EventLane(busy=lambda: self.queue.waiting() > 0)
+        self.events = EventLane()
         self.reflectors = [
             Reflector(kind, scope, self.resync, self.handle)
             for kind in kinds

@@ -78,12 +78,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     controller = StudioController(
         runtime.store, runtime.scheduler, runtime.events, backlog=lambda: runtime.queue.waiting() > 0
     )
-
-    def drained() -> None:  # no studio waits for a worker: held Stopped writes, then Events
-        controller.release_after_burst()
-        runtime.events.resume()
-
-    runtime.queue.on_drained = drained
+    runtime.queue.on_drained = controller.release_after_burst
 
     async def prime() -> None:
         """Once every watch has listed its kind, queue every studio (at start and on becoming

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kube_helpers import ROOT, Cluster, kubectl_binary, wait_for
+from kube_helpers import CLUSTER_DIR, ROOT, Cluster, kubectl_binary, wait_for
 
 
 def _gone(read: Callable[[], object]) -> bool:
@@ -121,7 +121,7 @@ def test_pod_runs_on_kwok_node(cluster: Cluster, namespace: str) -> None:
         # One DELETE by kwok, not a replay a moment later: sent by name, a replay would take a
         # namesake created in between (hack/cluster.py: write_kwok_stages).
         time.sleep(1)
-        log = (ROOT / ".cluster" / "logs" / "kwok.log").read_text()
+        log = (CLUSTER_DIR / "logs" / "kwok.log").read_text()
         attempts = [
             line
             for line in log.splitlines()

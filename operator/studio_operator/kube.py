@@ -1,6 +1,7 @@
 """The one place that talks to the Kubernetes API server.
 
-Async HTTP on the operator's event loop (aiohttp, which kopf already uses): raw JSON in and out,
+Async HTTP on the operator's event loop (aiohttp, which kopf already uses): raw JSON in and out
+(orjson: decoding at less than half, encoding at a tenth of the standard library's CPU),
 no typed client (its model modules cost about 35 MB, and its thread-pool transport was most of the
 operator's CPU per request), a bounded number of connections, a timeout on every request.
 """
@@ -8,7 +9,6 @@ operator's CPU per request), a bounded number of connections, a timeout on every
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 
 from . import kubeconfig
 from .api.common import API_VERSION
@@ -164,7 +165,7 @@ async def _call(
     method: str, path: str, body: Any, query: dict[str, str] | None, content_type: str, text: bool
 ) -> Any:
     headers = _headers("text/plain" if text else "application/json", content_type)
-    data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+    data = None if body is None else orjson.dumps(body)
     async with _session().request(
         method, connection().server + path, params=query, data=data, headers=headers
     ) as resp:
@@ -174,12 +175,12 @@ async def _call(
         raise _error(status, raw)
     if text:
         return raw.decode(errors="replace")
-    return json.loads(raw) if raw else {}
+    return orjson.loads(raw) if raw else {}
 
 
 def _error(status: int, raw: bytes) -> ApiError:
     try:
-        payload = json.loads(raw) if raw else {}
+        payload = orjson.loads(raw) if raw else {}
     except ValueError:
         payload = {"message": raw.decode(errors="replace")}
     if not isinstance(payload, dict):
@@ -202,7 +203,7 @@ async def watch(path: str, query: dict[str, str]) -> AsyncIterator[dict[str, Any
             start = 0
             while (end := buffer.find(b"\n", start)) >= 0:
                 if end > start:
-                    yield json.loads(buffer[start:end])
+                    yield orjson.loads(buffer[start:end])
                 start = end + 1
             del buffer[:start]
 

@@ -652,6 +652,9 @@ def test_store_compact_kinds_hand_out_copies() -> None:
     the caller's own, so changing it cannot change what other passes read."""
     store = studio_store()
     studio = {**body("s", "7"), "spec": {"state": "Running"}, "status": {"phase": "Running"}}
+    # what users write survives the compact form as it was: text beyond ASCII, numbers, empties
+    studio["metadata"]["annotations"] = {"example.com/title": "Überblick ✓ 数据 \u2028 \"q\""}
+    studio["spec"] |= {"resources": {"cpu": 1.5, "gpus": 2, "extra": {}, "list": []}}
     store.put("studios", studio)
     first = store.get("studios", ("ns", "s"))
     assert first == studio and first is not studio

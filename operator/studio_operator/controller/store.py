@@ -6,12 +6,13 @@ policy (`StorePolicy`): the store itself knows no kinds.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 Key = tuple[str, str]  # (namespace, name); cluster-scoped objects use namespace ""
 Body = dict[str, Any]
@@ -61,7 +62,6 @@ class StorePolicy:
 
 
 GONE_MAX = 50_000  # uids of deleted objects remembered (a uid is ≈40 bytes)
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
 class _Entry:
@@ -80,13 +80,13 @@ class _Entry:
         self.body: Body | None = None
         self.raw: bytes | None = None
         if kind in policy.compact:
-            self.raw = _encode(kept).encode()
+            self.raw = orjson.dumps(kept)
         else:
             self.body = kept
 
     def load(self) -> Body:
         if self.raw is not None:
-            loaded: Body = json.loads(self.raw)
+            loaded: Body = orjson.loads(self.raw)
             return loaded
         assert self.body is not None
         return self.body

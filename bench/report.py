@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cpu import describe
 from harness import log, pct
 from scenarios import Config
 
@@ -188,6 +189,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_fmt(a.get('reconciles_per_start'))} (avg {_fmt(a.get('reconcile_avg_ms'))} ms each); per stop "
             f"{_fmt(stop.get('cpu_ms_per_stop'), 1)} ms, {_fmt(stop.get('reconciles_per_stop'))} reconciles; "
             f"per expiry {_fmt(eb.get('cpu_ms_per_expiry'), 1)} ms, {_fmt(eb.get('reconciles_per_expiry'))} reconciles."
+        )
+    cpus = m.get("cpu_count")
+    for r in [r for r in results.get("sizes") or [] if "restart" in r]:
+        eb, ed, st = r["expiry_burst"], r.get("expiry_direct") or {}, r["start"]
+        lines.append(
+            f"\nN={r['studios']}: where the CPUs went, in cores (averages over each phase; "
+            f"`other` is what no process of the benchmark used). Start, operator: "
+            f"{describe(st.get('cpu_cores'), cpus)}; start, direct: {describe(st.get('cpu_cores_direct'), cpus)}. "
+            f"Expiry burst, deadline to the last Stopped: {describe(eb.get('cpu_cores'), cpus)}; of it the "
+            f"release, last pod gone to last Stopped: {describe(eb.get('cpu_cores_release'), cpus)}. "
+            f"Direct deletion: {describe(ed.get('cpu_cores'), cpus)}."
         )
     top = results["headline"]
     lines += ["", "| goal | measured | met |", "|---|---:|:---:|"]

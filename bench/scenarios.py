@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 from api import Api
+from cpu import CpuSampler
 from harness import (
     GLOBAL_READS,
     GLOBAL_WRITES,
@@ -173,6 +174,12 @@ class Bench:
         self.operators: list[Operator] = []
         self.sightings: list[tuple[float, tuple[str, ...]]] = []
         self.active: Operator | None = None  # whose CPU and reconciles snapshots record
+        # who used the machine's CPUs in each phase (the control plane's binaries sit beside its
+        # kubeconfig, as hack/cluster.py lays them out)
+        self.cpu = CpuSampler(
+            cfg.kubeconfig.parent / "bin",
+            lambda: {op.process.pid for op in self.operators if op.process is not None},
+        )
 
     # ----------------------------------------------------------------- other operators (shared machine)
 
@@ -810,6 +817,8 @@ class Bench:
             "running_ratio": rnd(ratio(op_running_s, direct_ready_s)),
             "curve_operator_s": downsample(op_curve),
             "curve_direct_s": downsample(direct_curve),
+            "cpu_cores": self.cpu.window(t0, t0 + op_s),
+            "cpu_cores_direct": base_a["cpu_cores"],
         }
         out["api_start"] = {
             **d_start,
@@ -1000,9 +1009,11 @@ class Bench:
             lambda: len(pods.first("ready", name_set)) >= n, wait_s, "direct pods Ready", poll, signal
         )
         ready_s = max(pods.first("ready", name_set).values()) - t0
+        seconds = max(max(seen.values()), t_sent) - t0
         return {
-            "seconds": max(max(seen.values()), t_sent) - t0,
+            "seconds": seconds,
             "sent_s": t_sent - t0,
+            "cpu_cores": self.cpu.window(t0, t0 + seconds),
             "ready_s": ready_s,
             "curve": sorted(t - t0 for t in seen.values()),
             "api": delta(before, await self.snapshot()),
@@ -1043,6 +1054,7 @@ class Bench:
             "p99_s": rnd(pct(gone, 0.99)),
             "max_s": rnd(max(gone) if gone else None),
             "gone_s": [round(x, 3) for x in sorted(gone)] if len(gone) <= 2000 else downsample(sorted(gone)),
+            "cpu_cores": self.cpu.window(t0, t0 + max(gone, default=0.0)),
             "api": delta(before, await self.settle()),
         }
         self.interference(f"{ns}: direct deletion of {len(names)}", t_phase, result)
@@ -1128,6 +1140,12 @@ class Bench:
             "lateness_s": [round(x, 3) for x in sorted(late)]
             if len(late) <= 2000
             else downsample(sorted(late)),
+            # the machine from the deadline to the last Stopped, and in the release (the last
+            # pod gone -> the last Stopped: the status writes and Events after the deletions)
+            "cpu_cores": self.cpu.window(deadline, deadline + max(late, default=0.0)),
+            "cpu_cores_release": self.cpu.window(
+                deadline + max(gone, default=0.0), deadline + max(late, default=0.0)
+            ),
             "writes_per_backdate": rnd(d_prep["operator_writes"] / len(names), 2),
             "writes_per_expiry": rnd(d_exp["operator_writes"] / len(names), 2),
             **per_unit(d_exp, len(names), "expiry"),
@@ -1216,6 +1234,7 @@ class Bench:
             log("WARNING: " + msg)
             self.notes.append(msg)
         monitor = asyncio.create_task(self.monitor(), name="monitor")
+        self.cpu.start()
         version = await self.setup()
         results: dict[str, Any] = {
             "run_id": self.run_id,
@@ -1260,6 +1279,7 @@ class Bench:
                 break
             self.check_server()
         results["duration_s"] = round(time.time() - started, 1)
+        self.cpu.stop()
         results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
         monitor.cancel()
         late_others = other_operators(self.children, self.server or None)

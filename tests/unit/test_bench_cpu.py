@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # after everything else: never shadows
 
-from cpu import CpuSampler, component_of, describe  # noqa: E402
+from cpu import CpuSampler, component_of, describe
 
 BUSY = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
 

@@ -80,7 +80,8 @@ class _Entry:
         self.body: Body | None = None
         self.raw: bytes | None = None
         if kind in policy.compact:
-            self.raw = orjson.dumps(kept)
+            # a copy of exact size: orjson's own bytes keep its 4 KB output buffer (+30 MB at 2,000 studios)
+            self.raw = bytes(memoryview(orjson.dumps(kept)))
         else:
             self.body = kept
 

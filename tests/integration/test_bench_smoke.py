@@ -80,5 +80,10 @@ def test_bench_smoke(cluster: Cluster, operator_factory: Callable[..., Any], tmp
     assert size["start"]["operator_s"] > 0 and size["start"]["direct_s"] > 0
     assert size["expiry_burst"]["missed"] == 0
     assert size["restart"]["restart_s"] > 0
+    # where the CPUs went: recorded for each phase (None when a phase was shorter than two samples)
+    for phase, key in (("start", "cpu_cores"), ("start", "cpu_cores_direct"), ("expiry_burst", "cpu_cores")):
+        cores = size[phase][key]
+        assert cores is None or (cores["machine"] > 0 and cores["seconds"] > 0), (phase, key, cores)
     assert (out / "latest.md").read_text().startswith("Run ")
+    assert "where the CPUs went" in (out / "latest.md").read_text()
     assert (out / "latest.png").stat().st_size > 1000

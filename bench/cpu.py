@@ -21,6 +21,7 @@ from pathlib import Path
 PERIOD_S = 0.25
 COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
 TICK = os.sysconf("SC_CLK_TCK")
+RECHECK_EVERY = 20  # readings between two looks at the processes that were none of ours
 
 
 def process_cpu_s(pid: int) -> float | None:
@@ -59,6 +60,7 @@ class CpuSampler:
         self.times: list[float] = []
         self.samples: list[dict[str, float]] = []
         self._kinds: dict[int, str | None] = {}  # pid -> component (or None), read once per pid
+        self._readings = 0
         self._gone: dict[str, float] = {}  # per component: what its ended processes used
         self._last: dict[int, tuple[str, float]] = {}
         self._stop = threading.Event()
@@ -83,6 +85,10 @@ class CpuSampler:
     def sample(self) -> dict[str, float]:
         """One reading: cumulative CPU seconds per component (processes that ended keep counting
         what they used, so a restarted operator does not make a window negative)."""
+        self._readings += 1
+        if self._readings % RECHECK_EVERY == 0:
+            # what a process is may change (exec), and a pid may be reused: ask the others again
+            self._kinds = {pid: kind for pid, kind in self._kinds.items() if kind is not None}
         named: dict[int, str] = {pid: "operator" for pid in self.operator_pids()}
         named[os.getpid()] = "harness"
         for entry in os.scandir("/proc"):

@@ -23,8 +23,15 @@ BUSY = "import time\nend = time.time() + 30\nwhile time.time() < end: pass\n"
 
 
 def busy(argv0: Path) -> subprocess.Popen[bytes]:
-    """A CPU-bound process whose argv[0] is `argv0` (bash's exec -a), up to 30 s."""
-    return subprocess.Popen(["bash", "-c", f'exec -a "{argv0}" "{sys.executable}" -c "$0"', BUSY])
+    """A CPU-bound process whose argv[0] is `argv0` (bash's exec -a), up to 30 s; returned once
+    the exec is done (before it, the pid is a bash that is nobody's)."""
+    proc = subprocess.Popen(["bash", "-c", f'exec -a "{argv0}" "{sys.executable}" -c "$0"', BUSY])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    deadline = time.monotonic() + 30
+    while cmdline.read_bytes().split(b"\0", 1)[0] != str(argv0).encode():
+        assert time.monotonic() < deadline, f"{argv0} never started"
+        time.sleep(0.01)
+    return proc
 
 
 @pytest.fixture
@@ -85,6 +92,29 @@ def test_cpu_lands_on_its_component_and_on_the_operator(
     )
     line = describe(cores, 2)
     assert line.startswith(("etcd", "operator", "harness", "other")) and "of 2 busy" in line
+
+
+def test_a_process_that_becomes_a_component_is_seen(
+    tmp_path: Path, procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """A pid first seen as something else (a shell before its exec) is asked again later."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    late = subprocess.Popen(
+        ["bash", "-c", f'sleep 3; exec -a "{bin_dir / "kwok"}" "{sys.executable}" -c "$0"', BUSY]
+    )
+    procs.append(late)
+    sampler = CpuSampler(bin_dir, set, period=0.05)
+    sampler.start()
+    try:
+        wait_for_samples(sampler, 2)
+        assert "kwok" not in sampler.samples[-1]  # still the shell
+        deadline = time.monotonic() + 30
+        while "kwok" not in sampler.samples[-1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sampler.stop()
+    assert "kwok" in sampler.samples[-1]
 
 
 def test_a_window_without_two_samples_is_none(tmp_path: Path) -> None:

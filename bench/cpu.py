@@ -59,7 +59,7 @@ class CpuSampler:
         self.period = period
         self.times: list[float] = []
         self.samples: list[dict[str, float]] = []
-        self._kinds: dict[int, str | None] = {}  # pid -> component (or None), read once per pid
+        self._kinds: dict[int, str | None] = {}  # pid -> component; None: asked again now and then
         self._readings = 0
         self._gone: dict[str, float] = {}  # per component: what its ended processes used
         self._last: dict[int, tuple[str, float]] = {}

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cpu import process_cpu_s
 from harness import ROOT, BenchError, log, parse_prometheus, rnd
 from loopback import free_ports, http_get
 
@@ -178,8 +179,10 @@ class Operator:
         raise BenchError("VmRSS not found")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        cpu = process_cpu_s(self.pid)
+        if cpu is None:
+            raise ProcessLookupError(f"operator process {self.pid} is gone")
+        return cpu
 
     def threads(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
